@@ -1,0 +1,281 @@
+"""QRRanker: score candidates by the attention that selected "QR heads" send from the question to them.
+
+One prefill of a causal LM over ``[instruction] [summaries] [1] c1 … [n] cn [late instruction] Query: q``
+(see prompt.py), stopped after the deepest layer holding a selected head (readout.py). For head h and
+candidate c (spec §3.1)::
+
+    s_h(c) = (1/|Q|) Σ_{t∈Q} Σ_{j∈c} A_h[t, j]          (aggregate="sum", the paper)
+    s_h(c) = (1/|Q|) Σ_{t∈Q} max_{j∈c} A_h[t, j]        (aggregate="max", ColBERT-style variant)
+    s(c)   = Σ_h s_h(c)
+
+With ``calibrate=True`` the same scores for the null question "N/A" are subtracted (QRHead's
+calibration). Everything before the question is byte-identical in both prompts, so the KV cache of
+that prefix is reused and only the null suffix is run a second time.
+
+Scores are listwise: they are comparable only within one call (all candidates share one softmax).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from ..errors import ConfigError, InputError, ModelError
+from ..progress import Progress, no_progress
+from ..settings import Settings
+from .base import Candidate, RankedResults, Reranker, candidate_texts_and_ids, make_results
+from .heads import HeadSet, head_name, parse_head, resolve_heads
+from .prompt import BuiltPrompt, PromptLayout, build_prompt
+from .readout import check_supported, decoder_of, new_cache, read_out
+
+AGGREGATES = ("sum", "max")
+NULL_QUERY = "N/A"
+# Default dtype on CPU. Measured on this project's 2-core AVX512-BF16 CPU with Qwen2.5-Coder-0.5B over
+# 10 real ~2.3k-token reranking prompts (benchmarks and numbers: docs/heads-qwen2.5-coder-0.5b.md):
+# bfloat16 is ~2.3x faster than float32 and gave identical rankings. The question-row softmax is fp32
+# either way. CPUs without native bf16 are much slower in bf16, so it is only the default where the CPU
+# reports it (see _cpu_has_bf16).
+CPU_DTYPE_WITH_BF16 = "bfloat16"
+CPU_DTYPE_WITHOUT_BF16 = "float32"
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = fh.read()
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+    except OSError:
+        return False
+
+
+def resolve_dtype(dtype: str, device: str):
+    import torch
+
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        elif device == "mps":
+            dtype = "float16"
+        else:
+            dtype = CPU_DTYPE_WITH_BF16 if _cpu_has_bf16() else CPU_DTYPE_WITHOUT_BF16
+    try:
+        return getattr(torch, dtype)
+    except AttributeError:
+        raise ConfigError(f"unknown dtype {dtype!r}") from None
+
+
+def load_model(source: str, *, device: str = "cpu", dtype: str = "auto", keep_layers: Optional[int] = None):
+    """Load the decoder stack (no LM head) of a causal LM for the read-out, with SDPA attention.
+
+    ``keep_layers``: build and load only the first N decoder layers (the read-out never runs later ones).
+    A MindscapeRAG/QRRanker checkpoint (architecture ``Qwen3Model``) loads with the standard Qwen3 classes.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModel
+    from transformers.utils import logging as hf_logging
+
+    config = AutoConfig.from_pretrained(source)
+    if keep_layers is not None and keep_layers < config.num_hidden_layers:
+        config.num_hidden_layers = keep_layers
+        if getattr(config, "layer_types", None):
+            config.layer_types = list(config.layer_types)[:keep_layers]
+        if hasattr(config, "max_window_layers") and config.max_window_layers > keep_layers:
+            config.max_window_layers = keep_layers
+    torch_dtype = resolve_dtype(dtype, device)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the skipped LM head / later layers are reported as unused weights
+    try:
+        model = AutoModel.from_pretrained(source, config=config, dtype=torch_dtype, attn_implementation="sdpa")
+    except OSError as exc:
+        raise ModelError(f"cannot load model from {source}: {exc}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    model.to(device)
+    model.eval()
+    return model
+
+
+def load_tokenizer(source: str):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(source)
+    if not getattr(tok, "is_fast", True):
+        raise ModelError(f"the tokenizer of {source} is not a fast tokenizer; offsets are required")
+    return tok
+
+
+def _as_headset(heads: Union[HeadSet, Sequence, str, None], model_name: str, model_dir: Optional[str]) -> HeadSet:
+    if isinstance(heads, HeadSet):
+        return heads
+    if heads is None or isinstance(heads, str):
+        return resolve_heads(model_name, heads or None, model_dir=model_dir)
+    return HeadSet(heads=[parse_head(h) for h in heads], source="argument")
+
+
+class QRRanker(Reranker):
+    """Attention reranker over selected QR heads (see module docstring)."""
+
+    name = "qr"
+
+    def __init__(self, model: Union[str, tuple] = None, heads: Union[HeadSet, Sequence, str, None] = None,
+                 settings: Optional[Settings] = None, device: str = "auto", dtype: str = "auto",
+                 question_span: Optional[str] = None, calibrate: Optional[bool] = None,
+                 aggregate: Optional[str] = None, layout: Optional[PromptLayout] = None,
+                 progress: Progress = no_progress):
+        import torch
+
+        from ..models import causal_lm_source, resolve_device
+
+        settings = settings or Settings.from_env()
+        self.settings = settings
+        self.aggregate = aggregate or settings.rerank_aggregate
+        if self.aggregate not in AGGREGATES:
+            raise ConfigError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
+        self.calibrate = settings.rerank_calibrate if calibrate is None else bool(calibrate)
+        span = question_span or (layout.question_span if layout else settings.rerank_question_span)
+        base_layout = layout or PromptLayout()
+        self.layout = PromptLayout(**{**base_layout.to_json(), "question_span": span})
+        if settings.threads > 0:
+            torch.set_num_threads(settings.threads)
+
+        if model is None:
+            model = settings.reranker_model
+        if isinstance(model, (tuple, list)):
+            self.model, self.tokenizer = model
+            self.model_name = getattr(self.model.config, "_name_or_path", "") or type(self.model).__name__
+            self.heads = _as_headset(heads if heads is not None else (settings.reranker_heads or None),
+                                     self.model_name, None)
+            self.device = str(next(self.model.parameters()).device)
+        else:
+            self.model_name = str(model)
+            source = causal_lm_source(self.model_name, settings, progress)
+            self.heads = _as_headset(heads if heads is not None else (settings.reranker_heads or None),
+                                     self.model_name, source)
+            dev = device if device != "auto" else settings.device
+            self.device = resolve_device(dev)
+            progress("loading reranker model", 0, 1)
+            self.model = load_model(source, device=self.device,
+                                    dtype=dtype if dtype != "auto" else settings.dtype,
+                                    keep_layers=self.heads.deepest_layer + 1)
+            self.tokenizer = load_tokenizer(source)
+            progress("loading reranker model", 1, 1)
+        check_supported(self.model)
+        decoder = decoder_of(self.model)
+        cfg = decoder.config
+        self.heads.validate_for(max(cfg.num_hidden_layers, len(decoder.layers)), cfg.num_attention_heads)
+        if self.heads.deepest_layer >= len(decoder.layers):
+            raise ModelError(f"the loaded model has {len(decoder.layers)} layers; head set needs layer "
+                             f"{self.heads.deepest_layer}")
+        self.max_positions = int(getattr(cfg, "max_position_embeddings", 0) or 0)
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def dtype(self) -> str:
+        return str(next(self.model.parameters()).dtype).removeprefix("torch.")
+
+    def prompt(self, query: str, texts: Sequence[str], prefix: Optional[str] = None) -> BuiltPrompt:
+        return build_prompt(self.tokenizer, query, texts, prefix, self.layout)
+
+    def head_scores(self, query: str, texts: Sequence[str], prefix: Optional[str] = None,
+                    heads: Optional[Sequence[tuple[int, int]]] = None,
+                    spans: Optional[Sequence[str]] = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Per-head candidate scores, shape (len(heads), len(texts)) with heads in the given (or set)
+        order, plus run information (tokens, timings). With ``spans`` (e.g. ("question", "query")) the
+        scores of each question-span convention come from the same forward pass, shape
+        (len(spans), len(heads), len(texts)). Used by :meth:`rank` and by head detection."""
+        import torch
+
+        heads = list(heads) if heads is not None else list(self.heads.heads)
+        span_names = list(spans) if spans is not None else [self.layout.question_span]
+        by_layer: dict[int, list[int]] = {}
+        for layer, head in heads:
+            by_layer.setdefault(layer, []).append(head)
+        t0 = time.perf_counter()
+        prompt = self.prompt(query, texts, prefix)
+        if self.max_positions and prompt.n_tokens > self.max_positions:
+            raise InputError(f"the reranking prompt has {prompt.n_tokens} tokens, more than the model's "
+                             f"{self.max_positions}; pass fewer or shorter candidates")
+        t1 = time.perf_counter()
+        n = len(texts)
+        cache = new_cache(self.model) if self.calibrate else None
+        with self._lock:
+            scores, res = self._run(prompt, 0, by_layer, heads, span_names, n, cache)
+            info: dict[str, Any] = {"prompt_tokens": prompt.n_tokens,
+                                    "question_tokens": prompt.question[1] - prompt.question[0],
+                                    "tokens_run": [res.tokens_run], "layers_run": res.layers_run}
+            timings = {"prompt": t1 - t0, "forward": res.seconds}
+            if self.calibrate:
+                null = self.prompt(NULL_QUERY, texts, prefix)
+                keep = min([_common_prefix(prompt.input_ids, null.input_ids)]
+                           + [prompt.spans[s][0] for s in span_names] + [null.spans[s][0] for s in span_names])
+                _crop_cache(cache, keep)  # the KV of everything before the question is reused as is
+                null_scores, res0 = self._run(null, keep, by_layer, heads, span_names, n, cache)
+                scores = scores - null_scores
+                info["tokens_run"].append(res0.tokens_run)
+                info["null_reused_tokens"] = keep
+                timings["calibrate"] = res0.seconds
+        timings["total"] = time.perf_counter() - t0
+        info["timings"] = timings
+        return (scores if spans is not None else scores[0]), info
+
+    def _run(self, prompt: BuiltPrompt, start: int, by_layer: dict[int, list[int]], heads: list[tuple[int, int]],
+             span_names: list[str], n: int, cache):
+        """Read out ``prompt.input_ids[start:]`` (after ``start`` cached tokens) and reduce it to
+        (len(span_names), len(heads), n) scores."""
+        import torch
+
+        rows = sorted({t for s in span_names for t in range(*prompt.spans[s])})
+        ids = torch.tensor([prompt.input_ids[start:]], dtype=torch.long)
+        seg = torch.from_numpy(prompt.segment_map())
+        res = read_out(self.model, ids, by_layer, rows, cache=cache, segments=seg, n_segments=n,
+                       want_max=self.aggregate == "max", keep_mean=False)
+        per_row = res.row_max if self.aggregate == "max" else res.row_sum
+        where = {}
+        for layer, hs in by_layer.items():
+            for k, h in enumerate(hs):
+                where[(layer, h)] = (layer, k)
+        row_index = {t: i for i, t in enumerate(rows)}
+        out = np.zeros((len(span_names), len(heads), n), dtype=np.float64)
+        for si, name in enumerate(span_names):
+            idx = torch.tensor([row_index[t] for t in range(*prompt.spans[name])], dtype=torch.long)
+            per_layer = {layer: m.index_select(1, idx.to(m.device)).double().mean(dim=1).cpu().numpy()
+                         for layer, m in per_row.items()}
+            for i, hd in enumerate(heads):
+                layer, k = where[hd]
+                out[si, i] = per_layer[layer][k]
+        return out, res
+
+    def rank(self, query: str, chunks: Sequence[Candidate], prefix: Optional[str] = None,
+             per_head: bool = False) -> RankedResults:
+        texts, ids = candidate_texts_and_ids(chunks)
+        if not texts:
+            return make_results(query, [], [], info={"reranker": self.name})
+        if not query.strip():
+            raise InputError("the query is empty")
+        scores, info = self.head_scores(query, texts, prefix)
+        total = scores.sum(axis=0)
+        heads_named = [head_name(h) for h in self.heads.heads]
+        per = ([{heads_named[k]: float(scores[k, i]) for k in range(len(heads_named))} for i in range(len(texts))]
+               if per_head else None)
+        timings = info.pop("timings")
+        info.update({"reranker": self.name, "model": self.model_name, "heads": len(heads_named),
+                     "heads_source": self.heads.source, "calibrate": self.calibrate, "aggregate": self.aggregate,
+                     "question_span": self.layout.question_span, "device": self.device, "dtype": self.dtype})
+        return make_results(query, total.tolist(), ids, per_head=per, timings=timings, info=info)
+
+
+def _crop_cache(cache, keep: int) -> None:
+    extra = cache.get_seq_length() - keep
+    if extra > 0:
+        cache.crop(-extra)  # transformers 5: a negative count removes that many trailing tokens
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i

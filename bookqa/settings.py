@@ -1,0 +1,159 @@
+"""One typed settings object for the whole application.
+
+Every knob has a default here, can be overridden by a ``BOOKQA_*`` environment variable, and by CLI
+flags (which call :meth:`Settings.replace`). Nothing else in the code base reads the environment for
+configuration, so this file is the complete list (the README documents it).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+def _default_home() -> Path:
+    return Path(os.path.expanduser("~/.cache/bookqa"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where books, converted models and caches live.
+    home: Path = field(default_factory=_default_home)
+    # Where assembled/converted model weights are cached; empty = <home>/models. Kept separate so tests
+    # can use a throw-away home while sharing the (slow to build) model cache.
+    model_cache: str = ""
+    # --- ingestion ---
+    chunk_tokens: int = 200  # token budget per chunk, counted with the reranker's tokenizer
+    max_upload_mb: float = 50.0  # files above this are refused before they are read
+    # --- models (registry name, Hugging Face id, local directory or .gguf path) ---
+    reranker_model: str = "qwen2.5-coder-0.5b"
+    reranker_heads: str = ""  # heads file; empty = the one shipped for reranker_model
+    # QR reranker scoring (bookqa/rerank/qr.py): which prompt tokens are the query rows (question = the
+    # question text only; query = late instruction + question + chat suffix, as QRHead), whether to
+    # subtract the "N/A" null-query attention, and sum or max over a candidate's tokens.
+    rerank_question_span: str = "question"
+    rerank_calibrate: bool = False
+    rerank_aggregate: str = "sum"
+    embed_model: str = "all-minilm-l6-v2"
+    generator: str = "local"  # local (llama.cpp) | remote (OpenAI-compatible HTTP)
+    generator_model: str = "qwen2.5-coder-0.5b"  # GGUF for local; model name for remote
+    base_url: str = "http://127.0.0.1:8000/v1"  # remote generator
+    api_key_env: str = "OPENAI_API_KEY"  # name of the variable holding the remote API key
+    request_timeout_s: float = 120.0
+    generator_n_ctx: int = 8192  # llama.cpp context of the local generator (prompt + answer tokens)
+    # --- compute ---
+    device: str = "auto"  # auto | cpu | cuda | mps
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+    threads: int = 0  # 0 = torch / llama.cpp default
+    # --- retrieval and answering ---
+    top_k: int = 50  # first-stage candidates handed to the reranker
+    # first-stage retrieval (bookqa/retrieve): BM25 + dense, fused by reciprocal rank
+    rrf_k: int = 60  # RRF constant: fused score = sum of weight / (rrf_k + rank)
+    bm25_weight: float = 1.0  # RRF weight of the BM25 ranking
+    dense_weight: float = 1.0  # RRF weight of the dense (embedding) ranking
+    fusion_depth: int = 100  # how deep each retriever's list goes into the fusion (at least top_k)
+    bm25_stopwords: bool = False  # drop common English function words from the BM25 index and queries
+    embed_query_prefix: str = ""  # prepended to queries (e.g. Qwen3-Embedding's "Instruct: ...\nQuery: ")
+    embed_batch_size: int = 32  # chunks per embedding batch
+    embed_save_every: int = 8  # batches between resumable checkpoints while embedding
+    embed_window_overlap: int = 32  # tokens shared by the windows of a chunk longer than the embedder reads
+    top_n: int = 3  # reranked chunks handed to the generator
+    prefix_tokens: int = 512  # summary prefix budget
+    summaries: str = "extractive"  # llm | extractive | none
+    summary_block: int = 20  # chunks per block summary
+    summary_fanin: int = 20  # summaries per higher-level summary
+    summary_workers: int = 1  # concurrent summary calls (raise for a remote server that batches)
+
+    # ------------------------------------------------------------------
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Defaults, then ``BOOKQA_<FIELD>`` variables, then explicit overrides (non-None only)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"BOOKQA_{f.name.upper()}")
+            if raw is not None and raw != "":
+                values[f.name] = _coerce(f, raw, source=f"BOOKQA_{f.name.upper()}")
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if key not in {f.name for f in fields(cls)}:
+                raise ConfigError(f"unknown setting {key!r}")
+            values[key] = value
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with the non-None ``changes`` applied (CLI flags left unset stay as they are)."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        new = dataclasses.replace(self, **changes)
+        new.validate()
+        return new
+
+    def validate(self) -> None:
+        if self.rerank_question_span not in ("question", "query"):
+            raise ConfigError(f"rerank_question_span must be question or query, got {self.rerank_question_span!r}")
+        if self.rerank_aggregate not in ("sum", "max"):
+            raise ConfigError(f"rerank_aggregate must be sum or max, got {self.rerank_aggregate!r}")
+        if self.chunk_tokens < 16:
+            raise ConfigError(f"chunk_tokens must be at least 16, got {self.chunk_tokens}")
+        if self.max_upload_mb <= 0:
+            raise ConfigError("max_upload_mb must be positive")
+        if self.generator not in ("local", "remote"):
+            raise ConfigError(f"generator must be 'local' or 'remote', got {self.generator!r}")
+        if self.summaries not in ("llm", "extractive", "none"):
+            raise ConfigError(f"summaries must be llm, extractive or none, got {self.summaries!r}")
+        if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"unknown device {self.device!r}")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ConfigError(f"unknown dtype {self.dtype!r}")
+        for name in ("top_k", "top_n", "summary_block", "summary_fanin", "fusion_depth", "embed_batch_size",
+                     "embed_save_every", "summary_workers"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        if self.rrf_k < 0 or self.embed_window_overlap < 0:
+            raise ConfigError("rrf_k and embed_window_overlap must not be negative")
+        if self.bm25_weight < 0 or self.dense_weight < 0 or self.bm25_weight + self.dense_weight == 0:
+            raise ConfigError("bm25_weight and dense_weight must not be negative, nor both zero")
+        if self.generator_n_ctx < 512:
+            raise ConfigError(f"generator_n_ctx must be at least 512, got {self.generator_n_ctx}")
+        if self.summary_fanin < 2:
+            raise ConfigError("summary_fanin must be at least 2")
+
+    # Derived locations -------------------------------------------------
+    @property
+    def books_dir(self) -> Path:
+        return Path(self.home) / "books"
+
+    @property
+    def models_dir(self) -> Path:
+        return Path(os.path.expanduser(self.model_cache)) if self.model_cache else Path(self.home) / "models"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: (str(v) if isinstance(v, Path) else v) for f, v in
+                ((f, getattr(self, f.name)) for f in fields(self))}
+
+
+def _coerce(f: dataclasses.Field, raw: str, source: str) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(os.path.expanduser(raw))
+        if kind == "bool":
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+    except ValueError:
+        raise ConfigError(f"{source}={raw!r} is not a valid {kind}") from None
+    return raw

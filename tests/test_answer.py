@@ -1,0 +1,86 @@
+"""Citation parsing and resolution edge cases (no model needed)."""
+from bookqa.answer import (Evidence, build_messages, evidence_in_document_order, is_chinese, parse_citations,
+                           parse_numbers, split_sentences)
+from bookqa.chunk import Chunk
+
+BOOK = ("Holmes lay dying in Baker Street. Mrs. Hudson was frightened. "
+        "Watson rushed to his friend's side. The ivory box held a spring. "
+        "Culverton Smith confessed in the dark room. Inspector Morton came in when the gas was turned up.")
+
+
+def _chunks():
+    cuts = [0, BOOK.index("Watson"), BOOK.index("Culverton"), len(BOOK)]
+    return [Chunk(id=i, start=a, end=b, tokens=10, text=BOOK[a:b], chapter=f"Part {i + 1}")
+            for i, (a, b) in enumerate(zip(cuts, cuts[1:]))]
+
+
+def _evidence():
+    ch = _chunks()
+    # reranker order 3, 1, 2 -> document order renumbers them 1, 2, 3
+    ranked = [Evidence(0, ch[2], 5.0, 1), Evidence(0, ch[0], 3.0, 2), Evidence(0, ch[1], 1.0, 3)]
+    return evidence_in_document_order(ranked)
+
+
+def test_document_order_renumbering():
+    ev = _evidence()
+    assert [e.chunk.id for e in ev] == [0, 1, 2] and [e.number for e in ev] == [1, 2, 3]
+    assert [e.rank for e in ev] == [2, 3, 1]
+
+
+def test_parse_numbers_forms():
+    assert parse_numbers("1, 3") == [1, 3]
+    assert parse_numbers("2-4") == [2, 3, 4]
+    assert parse_numbers("1，2") == [1, 2]
+    assert parse_numbers("1、3") == [1, 3]
+
+
+def test_citation_forms_resolve_to_spans():
+    ev = _evidence()
+    answer = "Holmes was dying in Baker Street [1]. Smith confessed [3][2]. The box had a spring [1, 2]."
+    parsed = parse_citations(answer, ev)
+    nums = [(c.number, c.chunk_id) for c in parsed.citations]
+    assert nums == [(1, 0), (3, 2), (2, 1), (1, 0), (2, 1)]
+    for c in parsed.citations:
+        assert BOOK[c.start:c.end] == ev[c.number - 1].chunk.text
+        assert c.start <= c.quote_start < c.quote_end <= c.end
+        assert BOOK[c.quote_start:c.quote_end] == c.quote
+    assert parsed.citations[0].quote == "Holmes lay dying in Baker Street."
+    assert parsed.citations[1].quote.startswith("Culverton Smith confessed")
+    assert parsed.citations[1].claim == "Smith confessed."
+    assert parsed.invalid_numbers == [] and parsed.uncited_sentences == []
+
+
+def test_out_of_range_numbers_are_dropped_and_reported():
+    parsed = parse_citations("Watson came [2]. Moriarty did it [7]. Also [0].", _evidence())
+    assert [c.number for c in parsed.citations] == [2]
+    assert parsed.invalid_numbers == [7, 0]
+
+
+def test_no_citations_flags_sentences():
+    parsed = parse_citations("Holmes was pretending to be ill all along. Yes.", _evidence())
+    assert parsed.citations == []
+    assert parsed.uncited_sentences == ["Holmes was pretending to be ill all along."]
+
+
+def test_chinese_brackets_and_sentences():
+    ev = _evidence()
+    answer = "福尔摩斯假装生病【1】。史密斯认罪了【2，3】！"
+    parsed = parse_citations(answer, ev)
+    assert [c.number for c in parsed.citations] == [1, 2, 3]
+    assert len(split_sentences(answer)) == 2
+    assert is_chinese(answer) and not is_chinese("Who is Watson?")
+
+
+def test_citation_after_full_stop_belongs_to_previous_sentence():
+    parsed = parse_citations("Watson rushed to help. [2] The gas was turned up. [3]", _evidence())
+    assert [(c.number, c.claim) for c in parsed.citations] == [(2, "Watson rushed to help."),
+                                                              (3, "The gas was turned up.")]
+
+
+def test_messages_follow_question_language_and_number_passages():
+    ev = _evidence()
+    en = build_messages("Who confessed?", ev, title="Dying Detective")
+    assert "[1] (Part 1)" in en[1]["content"] and "[3] (Part 3)" in en[1]["content"]
+    assert "square brackets" in en[0]["content"]
+    zh = build_messages("谁认罪了？", ev)
+    assert "中文" in zh[0]["content"] and "问题：谁认罪了？" in zh[1]["content"]
