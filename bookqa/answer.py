@@ -49,6 +49,7 @@ class Citation:
     quote: str
     location: str
     claim: str  # the answer sentence carrying the citation
+    inferred: bool = False  # True: the model gave no citation; bookqa attributed the best-supporting passage
 
 
 @dataclass
@@ -66,6 +67,23 @@ def evidence_in_document_order(ranked: Sequence[Evidence]) -> list[Evidence]:
     return [Evidence(number=i, chunk=e.chunk, score=e.score, rank=e.rank) for i, e in enumerate(ordered, 1)]
 
 
+# One worked example: small local models (0.5B) answer in prose far more often after seeing one, and
+# occasionally copy its citation style. Whatever they write, citations are checked afterwards and
+# uncited sentences are attributed to their best-supporting passage (``attribute_uncited``).
+_SYSTEM_EN = ("You answer questions about a book using only the numbered passages you are given. Write a short "
+              "answer of one to three sentences. End every sentence with the number of the passage that "
+              "supports it, in square brackets. If the passages do not say, answer \"The passages do not say.\"")
+_SHOT_EN = ("Passages from \"Example\":\n\n[1] (chunk 4)\nThe mayor locked the ledger in the iron safe and kept "
+            "the key on his watch chain.\n\n[2] (chunk 9)\nAt dawn the clerk, Tom Reed, opened the safe with a "
+            "copied key and took the ledger to the newspaper.\n\nQuestion: Who took the ledger to the newspaper?",
+            "Tom Reed, the clerk, took the ledger to the newspaper [2]. He had opened the safe with a copied key [2].")
+_SYSTEM_ZH = ("你根据给出的编号段落回答关于一本书的问题，只能使用这些段落。用一到三句话简洁回答，每句话末尾用方括号标注"
+              "所依据的段落编号。如果段落中没有答案，请回答“段落中没有提到。”请用中文回答。")
+_SHOT_ZH = ("《示例》中的段落：\n\n[1]（第4块）\n镇长把账本锁进铁柜，钥匙挂在怀表链上。\n\n[2]（第9块）\n天亮时，"
+            "文书李明用配好的钥匙打开铁柜，把账本送到了报社。\n\n问题：谁把账本送到了报社？",
+            "文书李明把账本送到了报社[2]。他是用配好的钥匙打开铁柜的[2]。")
+
+
 def build_messages(question: str, evidence: Sequence[Evidence], title: str = "",
                    prefix: str = "") -> list[dict[str, str]]:
     """Chat messages asking for a short answer with ``[n]`` after every claim, in the question's language."""
@@ -76,18 +94,15 @@ def build_messages(question: str, evidence: Sequence[Evidence], title: str = "",
         blocks.append(f"[{e.number}] ({where})\n{e.chunk.text.strip()}")
     passages = "\n\n".join(blocks)
     if chinese:
-        system = ("你是一个严谨的阅读助手。只根据给出的编号段落回答问题。每个论断后面用方括号标注所依据的段落编号，"
-                  "例如 [1] 或 [1][3]。如果段落中没有答案，请直接说明。请用中文简洁回答。")
-        user = (f"书名：{title}\n" if title else "") + (f"背景摘要：\n{prefix}\n\n" if prefix else "") + \
-            f"段落：\n{passages}\n\n问题：{question}\n回答（每句后标注 [编号]）："
+        system, shot = _SYSTEM_ZH, _SHOT_ZH
+        user = (f"背景摘要：\n{prefix}\n\n" if prefix else "") + \
+            f"《{title or '本书'}》中的段落：\n\n{passages}\n\n问题：{question}"
     else:
-        system = ("You are a careful reading assistant. Answer the question using only the numbered passages. "
-                  "Put the passage number in square brackets after every claim, like [1] or [1][3]. "
-                  "If the passages do not contain the answer, say so. Answer concisely, in the language of "
-                  "the question.")
-        user = (f"Book: {title}\n" if title else "") + (f"Background summary:\n{prefix}\n\n" if prefix else "") + \
-            f"Passages:\n{passages}\n\nQuestion: {question}\nAnswer (cite [n] after each sentence):"
-    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        system, shot = _SYSTEM_EN, _SHOT_EN
+        user = (f"Background summary:\n{prefix}\n\n" if prefix else "") + \
+            f"Passages from \"{title or 'the book'}\":\n\n{passages}\n\nQuestion: {question}"
+    return [{"role": "system", "content": system}, {"role": "user", "content": shot[0]},
+            {"role": "assistant", "content": shot[1]}, {"role": "user", "content": user}]
 
 
 def parse_numbers(inner: str) -> list[int]:
@@ -175,3 +190,42 @@ def parse_citations(answer: str, evidence: Sequence[Evidence]) -> ParsedAnswer:
                 number=n, chunk_id=ev.chunk.id, start=ev.chunk.start, end=ev.chunk.end,
                 quote_start=qs, quote_end=qe, quote=quote, location=ev.chunk.location, claim=claim))
     return result
+
+
+def _support(chunk: Chunk, claim: str) -> float:
+    """How many of the claim's content words (or CJK characters) the passage contains, as a share."""
+    words = {w.lower() for w in _WORD.findall(claim) if len(w) > 3} | set(_CJK.findall(claim))
+    if not words:
+        return 0.0
+    text = chunk.text.lower()
+    return sum(1 for w in words if w in text) / len(words)
+
+
+def attribute_uncited(parsed: ParsedAnswer, evidence: Sequence[Evidence], min_support: float = 0.5) -> ParsedAnswer:
+    """Give each uncited sentence an ``inferred`` citation to the passage that best supports it, when
+    at least ``min_support`` of its content words occur there. Uncited sentences stay listed."""
+    for claim in parsed.uncited_sentences:
+        scored = sorted(((_support(e.chunk, claim), e.number, e) for e in evidence), key=lambda t: (-t[0], t[1]))
+        if not scored or scored[0][0] < min_support:
+            continue
+        ev = scored[0][2]
+        qs, qe = _best_sentence(ev.chunk, claim)
+        parsed.citations.append(Citation(
+            number=ev.number, chunk_id=ev.chunk.id, start=ev.chunk.start, end=ev.chunk.end, quote_start=qs,
+            quote_end=qe, quote=ev.chunk.text[qs - ev.chunk.start:qe - ev.chunk.start],
+            location=ev.chunk.location, claim=claim, inferred=True))
+    return parsed
+
+
+def annotate(answer: str, citations: Sequence[Citation]) -> str:
+    """The answer with inferred citations written in as ``[n]`` after their sentence, for display."""
+    out = answer
+    for c in citations:
+        if not c.inferred:
+            continue
+        pos = out.find(c.claim)
+        if pos < 0:
+            continue
+        end = pos + len(c.claim)
+        out = out[:end] + f" [{c.number}]" + out[end:]
+    return out

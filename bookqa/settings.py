@@ -62,11 +62,17 @@ class Settings:
     embed_save_every: int = 8  # batches between resumable checkpoints while embedding
     embed_window_overlap: int = 32  # tokens shared by the windows of a chunk longer than the embedder reads
     top_n: int = 3  # reranked chunks handed to the generator
+    answer_max_tokens: int = 256  # longest answer the generator may write
     prefix_tokens: int = 512  # summary prefix budget
     summaries: str = "extractive"  # llm | extractive | none
     summary_block: int = 20  # chunks per block summary
     summary_fanin: int = 20  # summaries per higher-level summary
     summary_workers: int = 1  # concurrent summary calls (raise for a remote server that batches)
+    # --- web UI (bookqa ui) ---
+    ui_host: str = "127.0.0.1"  # a non-loopback address also needs `bookqa ui --allow-remote`
+    ui_port: int = 7860
+    ui_auth_env: str = "BOOKQA_UI_AUTH"  # name of the variable holding "user:password" (kept out of manifests)
+    ui_ask_concurrency: int = 2  # questions answered at once (the reranker and generator serialise inside)
 
     # ------------------------------------------------------------------
     @classmethod
@@ -124,6 +130,10 @@ class Settings:
             raise ConfigError(f"generator_n_ctx must be at least 512, got {self.generator_n_ctx}")
         if self.summary_fanin < 2:
             raise ConfigError("summary_fanin must be at least 2")
+        if not 0 < self.ui_port < 65536:
+            raise ConfigError(f"ui_port must be 1..65535, got {self.ui_port}")
+        if self.ui_ask_concurrency < 1:
+            raise ConfigError("ui_ask_concurrency must be at least 1")
 
     # Derived locations -------------------------------------------------
     @property

@@ -169,7 +169,7 @@ class Library:
         return sorted(found, key=lambda b: b.title.lower())
 
     def resolve(self, name: str) -> Book:
-        """A book by id, unique id prefix or title (case-insensitive)."""
+        """A book by id, title (case-insensitive), unique id prefix, or unique part of a title."""
         books = self.books()
         if not books:
             raise NotFoundError("the library is empty; add a book with: bookqa ingest PATH")
@@ -179,7 +179,9 @@ class Library:
         low = name.strip().lower()
         by_title = [b for b in books if b.title.lower() == low]
         by_prefix = [b for b in books if b.id.startswith(name)] if name else []
-        matches = by_title or by_prefix
+        # last resort: a unique part of a title ("bleak" for "Bleak House")
+        by_part = [b for b in books if low and low in b.title.lower()]
+        matches = by_title or by_prefix or by_part
         if len(matches) == 1:
             return matches[0]
         if not matches:

@@ -28,6 +28,8 @@ _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*", re.UNICODE)
 # Sentences containing these (lower-cased) are licence text, credits or navigation, not story.
 _BOILERPLATE = ("project gutenberg", "gutenberg.org", "ebook", "e-book", "copyright", "all rights reserved",
                 "www.", "http", "table of contents", "transcriber", "produced by", "古登堡", "版权")
+_QUOTES = "\"'“‘「『«"
+DIALOGUE_WEIGHT = 0.6
 _LETTER = re.compile(r"[^\W\d_]")
 _UPPER = re.compile(r"[A-ZÀ-Þ]")
 _STOPWORDS = frozenset("""
@@ -55,10 +57,10 @@ def split_sentences(text: str) -> list[str]:
             if not piece:
                 continue
             pending = f"{pending} {piece}" if pending else piece
-            last = re.search(r"([^\W\d_]+)\.$", pending)
-            if last and (last.group(1).lower() in _ABBREVIATIONS or len(last.group(1)) == 1) \
-                    and m.end() < len(para):
-                continue  # "Mr." or an initial: the sentence goes on
+            if pending.endswith(".") and m.end() < len(para):
+                last = pending[pending.rfind(" ") + 1:-1].lstrip("\"'“‘(")
+                if last.isalpha() and (last.lower() in _ABBREVIATIONS or len(last) == 1):
+                    continue  # "Mr." or an initial: the sentence goes on
             out.append(pending)
             pending = ""
         if pending:
@@ -157,6 +159,8 @@ def extractive_summary(texts: Sequence[str] | str, language: str = "en",
         raw = [s for s in split_sentences(joined) if any(c.isalpha() for c in s)]
         return _truncate(" ".join(raw), max_len, language) if raw else ""
     scores = textrank(sentences, language)
+    # narration summarises better than a line of dialogue: prefer it unless the dialogue is far more central
+    scores = scores * np.array([DIALOGUE_WEIGHT if s[:1] in _QUOTES else 1.0 for s in sentences])
     lengths = [_length(s, language) for s in sentences]
     chosen: list[int] = []
     seen: set[str] = set()

@@ -80,7 +80,23 @@ def test_citation_after_full_stop_belongs_to_previous_sentence():
 def test_messages_follow_question_language_and_number_passages():
     ev = _evidence()
     en = build_messages("Who confessed?", ev, title="Dying Detective")
-    assert "[1] (Part 1)" in en[1]["content"] and "[3] (Part 3)" in en[1]["content"]
+    assert "[1] (Part 1)" in en[-1]["content"] and "[3] (Part 3)" in en[-1]["content"]
     assert "square brackets" in en[0]["content"]
     zh = build_messages("谁认罪了？", ev)
-    assert "中文" in zh[0]["content"] and "问题：谁认罪了？" in zh[1]["content"]
+    assert "中文" in zh[0]["content"] and "问题：谁认罪了？" in zh[-1]["content"]
+
+
+def test_uncited_sentences_get_inferred_citations():
+    from bookqa.answer import annotate, attribute_uncited
+
+    ev = _evidence()
+    parsed = parse_citations("Inspector Morton came in when the gas was turned up. Nothing else.", ev)
+    assert parsed.citations == []
+    attribute_uncited(parsed, ev)
+    assert [(c.number, c.inferred) for c in parsed.citations] == [(3, True)]
+    assert parsed.citations[0].quote.startswith("Inspector Morton came in")
+    shown = annotate(parsed.text, parsed.citations)
+    assert shown == "Inspector Morton came in when the gas was turned up. [3] Nothing else."
+    # a sentence unrelated to every passage gets no citation
+    parsed = attribute_uncited(parse_citations("The weather in Lisbon was pleasant.", ev), ev)
+    assert parsed.citations == []

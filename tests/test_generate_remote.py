@@ -77,23 +77,27 @@ def test_silent_server_times_out(settings):
 # ---------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def llama_server():
+def llama_server(tmp_path_factory):
     pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed")
     from bookqa.models import gguf_file
     from bookqa.settings import Settings
 
     gguf = gguf_file("qwen2.5-coder-0.5b", Settings.from_env())
     port = free_port()
+    # the server logs a lot at load time: a file, not a pipe that nobody drains (it would block)
+    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    log_fh = open(log, "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "2048", "--n_threads", str(max(1, min(2, os.cpu_count() or 1)))],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+         "--port", str(port), "--n_ctx", "2048", "--n_threads", str(max(1, min(2, os.cpu_count() or 1))),
+         "--verbose", "False"],
+        stdout=log_fh, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 120
     try:
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited: {proc.stderr.read().decode()[-2000:]}")
+                pytest.fail(f"llama_cpp.server exited: {log.read_text(errors='replace')[-2000:]}")
             try:
                 with urllib.request.urlopen(f"{base}/models", timeout=2) as r:
                     if r.status == 200:
@@ -112,6 +116,7 @@ def llama_server():
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        log_fh.close()
 
 
 @pytest.mark.real_model

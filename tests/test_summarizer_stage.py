@@ -8,8 +8,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import pytest
-
 from bookqa.cli import main
 from bookqa.generate import Completion
 from bookqa.stages import ChunkStage

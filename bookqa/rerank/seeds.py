@@ -132,11 +132,20 @@ def _rng(*key: Any) -> random.Random:
     return random.Random(int(digest[:16], 16))
 
 
-def _shuffled(item_id: str, candidates: list[str], gold: list[int]) -> tuple[list[str], list[int]]:
-    order = list(range(len(candidates)))
-    _rng("order", item_id).shuffle(order)
-    new_pos = {old: new for new, old in enumerate(order)}
-    return [candidates[i] for i in order], sorted(new_pos[g] for g in gold)
+def _arrange(item_id: str, candidates: list[str], gold: list[int], n_candidates: Optional[int] = None,
+             shuffle: bool = True) -> tuple[list[str], list[int]]:
+    """Keep every gold and random negatives up to ``n_candidates``; shuffle (seeded by the item id) or
+    keep the given order (retriever order)."""
+    keep = list(range(len(candidates)))
+    if n_candidates is not None and len(keep) > n_candidates:
+        negatives = [i for i in keep if i not in set(gold)]
+        _rng("neg", item_id).shuffle(negatives)
+        chosen = set(gold) | set(negatives[:max(0, n_candidates - len(gold))])
+        keep = [i for i in keep if i in chosen]
+    if shuffle:
+        _rng("order", item_id).shuffle(keep)
+    new_pos = {old: new for new, old in enumerate(keep)}
+    return [candidates[i] for i in keep], sorted(new_pos[g] for g in gold if g in new_pos)
 
 
 def words(text: str) -> list[str]:
@@ -180,8 +189,8 @@ def _parse_range(spec: Optional[str], n: int) -> list[int]:
 # builders
 # ---------------------------------------------------------------------------------------------
 
-def build_musique(path: Path | str, budget: TokenBudget, max_tokens: int = 120,
-                  select: Optional[str] = None) -> list[SeedItem]:
+def build_musique(path: Path | str, budget: TokenBudget, max_tokens: int = 120, select: Optional[str] = None,
+                  n_candidates: Optional[int] = None, shuffle: bool = True) -> list[SeedItem]:
     rows = read_jsonl(path)
     items = []
     for i in _parse_range(select, len(rows)):
@@ -192,13 +201,13 @@ def build_musique(path: Path | str, budget: TokenBudget, max_tokens: int = 120,
         if not gold:
             continue
         item_id = f"musique:{r['id']}"
-        cands, gold = _shuffled(item_id, cands, gold)
+        cands, gold = _arrange(item_id, cands, gold, n_candidates, shuffle)
         items.append(SeedItem(item_id, "musique", r["question"], cands, gold, doc_id=str(r["id"])))
     return items
 
 
-def build_hotpotqa(path: Path | str, budget: TokenBudget, max_tokens: int = 120,
-                   select: Optional[str] = None) -> list[SeedItem]:
+def build_hotpotqa(path: Path | str, budget: TokenBudget, max_tokens: int = 120, select: Optional[str] = None,
+                   n_candidates: Optional[int] = None, shuffle: bool = True) -> list[SeedItem]:
     path = Path(path)
     if path.suffix == ".jsonl":
         rows = read_jsonl(path)
@@ -219,7 +228,7 @@ def build_hotpotqa(path: Path | str, budget: TokenBudget, max_tokens: int = 120,
         if not gold:
             continue
         item_id = f"hotpotqa:{qid}"
-        cands, gold = _shuffled(item_id, cands, gold)
+        cands, gold = _arrange(item_id, cands, gold, n_candidates, shuffle)
         items.append(SeedItem(item_id, "hotpotqa", question, cands, gold, doc_id=str(qid)))
     return items
 
@@ -257,7 +266,7 @@ _EVIDENCE = re.compile(r"D:?(\d+):(\d+)")
 
 def build_locomo(path: Path | str, budget: TokenBudget, n_candidates: int = 20, candidates: str = "bm25",
                  select: Optional[str] = None, per_doc: Optional[int] = None, target_tokens: int = 100,
-                 max_tokens: int = 160) -> list[SeedItem]:
+                 max_tokens: int = 160, shuffle: bool = True) -> list[SeedItem]:
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     items = []
     for ci in _parse_range(select, len(data)):
@@ -284,7 +293,7 @@ def build_locomo(path: Path | str, budget: TokenBudget, n_candidates: int = 20, 
             gold = [k for k, c in enumerate(picked) if c in gold_chunks]
             if not gold:
                 continue  # the evidence was not retrieved: nothing to learn from
-            cands, gold = _shuffled(item_id, [texts[c] for c in picked], gold)
+            cands, gold = _arrange(item_id, [texts[c] for c in picked], gold, shuffle=shuffle)
             doc_items.append(SeedItem(item_id, "locomo", qa["question"], cands, gold, doc_id=conv["sample_id"],
                                       meta={"category": qa.get("category")}))
         if per_doc is not None:
@@ -336,8 +345,8 @@ def story_chunks(text: str, budget: TokenBudget, target_tokens: int = 100, max_t
     return [budget.cap(c, max_tokens) for c in chunks]
 
 
-def build_narrativeqa(path: Path | str, budget: TokenBudget, n_candidates: int = 20,
-                      select: Optional[str] = None, per_doc: Optional[int] = None) -> list[SeedItem]:
+def build_narrativeqa(path: Path | str, budget: TokenBudget, n_candidates: int = 20, select: Optional[str] = None,
+                      per_doc: Optional[int] = None, max_tokens: int = 120, shuffle: bool = True) -> list[SeedItem]:
     """``path``: qaps_dev.jsonl (its ``story_file`` entries are resolved next to it)."""
     path = Path(path)
     rows = read_jsonl(path)
@@ -352,7 +361,8 @@ def build_narrativeqa(path: Path | str, budget: TokenBudget, n_candidates: int =
         story = path.parent / by_doc[doc][0]["story_file"]
         if not story.is_file():
             continue
-        chunks = story_chunks(story.read_text(encoding="utf-8", errors="replace"), budget)
+        chunks = story_chunks(story.read_text(encoding="utf-8", errors="replace"), budget,
+                              target_tokens=min(100, max_tokens), max_tokens=max_tokens)
         norm = [f" {_normalise(c)} " for c in chunks]
         index = BM25Index(chunks)
         doc_items = []
@@ -373,7 +383,7 @@ def build_narrativeqa(path: Path | str, budget: TokenBudget, n_candidates: int =
             if not gold:
                 continue
             item_id = f"narrativeqa:{r['qid']}"
-            cands, gold = _shuffled(item_id, [chunks[c] for c in picked], gold)
+            cands, gold = _arrange(item_id, [chunks[c] for c in picked], gold, shuffle=shuffle)
             doc_items.append(SeedItem(item_id, "narrativeqa", r["question"], cands, gold, doc_id=doc))
         if per_doc is not None:
             _rng("per_doc", doc).shuffle(doc_items)
@@ -383,18 +393,27 @@ def build_narrativeqa(path: Path | str, budget: TokenBudget, n_candidates: int =
 
 
 def build_seeds(dataset: str, path: Path | str, tokenizer, *, select: Optional[str] = None,
-                per_doc: Optional[int] = None, limit: Optional[int] = None, candidates: str = "bm25",
-                max_tokens: int = 120) -> list[SeedItem]:
-    """Build seed items for ``dataset`` from ``path`` (see the module docstring for each rule)."""
+                per_doc: Optional[int] = None, limit: Optional[int] = None, negatives: str = "bm25",
+                n_candidates: Optional[int] = None, max_tokens: int = 120, shuffle: bool = True) -> list[SeedItem]:
+    """Build seed items for ``dataset`` from ``path`` (see the module docstring for each rule).
+
+    ``select``: record range "A-B" (LoCoMo: conversations; NarrativeQA: documents in id order);
+    ``per_doc``: at most this many questions per conversation/document; ``n_candidates``: candidates per
+    item (MuSiQue/HotpotQA: all gold plus random negatives; LoCoMo/NarrativeQA: retriever top-N, default
+    20); ``shuffle=False`` keeps the source (retriever) order.
+    """
     budget = TokenBudget(tokenizer)
     if dataset == "musique":
-        items = build_musique(path, budget, max_tokens, select)
+        items = build_musique(path, budget, max_tokens, select, n_candidates, shuffle)
     elif dataset == "hotpotqa":
-        items = build_hotpotqa(path, budget, max_tokens, select)
+        items = build_hotpotqa(path, budget, max_tokens, select, n_candidates, shuffle)
     elif dataset == "locomo":
-        items = build_locomo(path, budget, candidates=candidates, select=select, per_doc=per_doc)
+        items = build_locomo(path, budget, n_candidates=n_candidates or 20, candidates=negatives, select=select,
+                             per_doc=per_doc, target_tokens=min(100, max_tokens), max_tokens=max(max_tokens, 120),
+                             shuffle=shuffle)
     elif dataset == "narrativeqa":
-        items = build_narrativeqa(path, budget, select=select, per_doc=per_doc)
+        items = build_narrativeqa(path, budget, n_candidates=n_candidates or 20, select=select, per_doc=per_doc,
+                                  max_tokens=max_tokens, shuffle=shuffle)
     else:
         raise InputError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
     if limit is not None and len(items) > limit:

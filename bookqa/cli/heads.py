@@ -1,0 +1,120 @@
+"""QR head commands: detect heads for a model, build seed sets, show the heads a model would use."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from ..progress import TqdmProgress
+from ..settings import Settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("heads", help="QR heads: detect them for a model, build seed sets, show them")
+    hs = p.add_subparsers(dest="heads_command", metavar="SUBCOMMAND")
+    hs.required = True
+
+    d = hs.add_parser("detect", help="rank every head by its QR score on a seed set and write a heads file")
+    d.add_argument("--model", dest="reranker_model", help="registry name, hub id or local directory "
+                   "(default: the reranker model)")
+    d.add_argument("--data", action="append", required=True, metavar="SEED.jsonl",
+                   help="seed items to select heads on (repeatable)")
+    d.add_argument("--heldout", action="append", default=[], metavar="SEED.jsonl",
+                   help="seed items used only to evaluate the chosen heads (repeatable)")
+    d.add_argument("--heldout-frac", type=float, default=0.0,
+                   help="also hold out this fraction of --data (split by a hash of the item id)")
+    d.add_argument("--layers", help="layer range to choose heads from, e.g. 8-16 (the report then compares "
+                   "it with heads from all layers)")
+    d.add_argument("--top", type=int, default=16, help="heads to keep (default 16)")
+    d.add_argument("--select", choices=("qr", "greedy"), default="qr",
+                   help="qr: top heads by QR score (the paper); greedy: forward selection by MRR")
+    d.add_argument("--span", choices=("question", "query"), help="question span convention "
+                   "(default: the rerank_question_span setting)")
+    d.add_argument("--limit", type=int, help="use only the first N items of --data")
+    d.add_argument("--out", default="heads.json", help="heads file to write (default heads.json)")
+    d.add_argument("--report", help="Markdown report to write")
+    d.add_argument("--cache", help="per-item score cache directory (default OUT.cache); reruns resume from it")
+    d.add_argument("--no-compare", action="store_true", help="with --layers: scan only those layers")
+    d.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto")
+    d.add_argument("--cached-only", action="store_true",
+                   help="report on the items already in the cache, compute nothing (peek at a running detection)")
+    d.set_defaults(handler=cmd_detect)
+
+    b = hs.add_parser("build-seeds", help="build a seed JSONL from a development dataset")
+    b.add_argument("--dataset", required=True, choices=("musique", "hotpotqa", "locomo", "narrativeqa"))
+    b.add_argument("--data", required=True, help="the dataset file (musique .jsonl, hotpotqa .json/.jsonl, "
+                   "locomo10.json, narrativeqa qaps_dev.jsonl)")
+    b.add_argument("--out", required=True, help="seed JSONL to write")
+    b.add_argument("--model", dest="reranker_model", help="model whose tokenizer measures candidate length")
+    b.add_argument("--select", help="record range A-B (LoCoMo: conversations, NarrativeQA: documents)")
+    b.add_argument("--per-doc", type=int, help="at most N questions per conversation / document")
+    b.add_argument("--limit", type=int, help="at most N items (a seeded random subset)")
+    b.add_argument("--candidates", type=int, help="candidates per item (default: all paragraphs; top-20 for "
+                   "LoCoMo / NarrativeQA)")
+    b.add_argument("--max-tokens", type=int, default=120, help="cap on a candidate's tokens (default 120)")
+    b.add_argument("--negatives", choices=("bm25", "random"), default="bm25", help="LoCoMo candidates")
+    b.add_argument("--keep-order", action="store_true", help="keep the source / retriever order (default: "
+                   "shuffle each item's candidates)")
+    b.set_defaults(handler=cmd_build_seeds)
+
+    s = hs.add_parser("show", help="print the heads the reranker would use for a model")
+    s.add_argument("--model", dest="reranker_model")
+    s.add_argument("--heads", dest="reranker_heads", help="heads file or builtin:NAME")
+    s.set_defaults(handler=cmd_show)
+
+
+def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
+    from ..rerank.detect import detect
+
+    progress = TqdmProgress(quiet=args.quiet)
+    command = "bookqa " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
+    try:
+        outcome = detect(settings.reranker_model, args.data, settings=settings, heldout=args.heldout,
+                         layers=args.layers, top=args.top, heldout_frac=args.heldout_frac, limit=args.limit,
+                         span=args.span, select=args.select, compare_all=not args.no_compare,
+                         cache_dir=Path(args.cache) if args.cache else None, out=Path(args.out),
+                         report_path=Path(args.report) if args.report else None, command=command,
+                         dtype=args.dtype, cached_only=args.cached_only, progress=progress)
+    finally:
+        progress.close()
+    print(f"wrote {args.out}: {len(outcome.heads.heads)} heads "
+          f"({', '.join(f'{l}-{h}' for l, h in outcome.heads.heads)})")
+    if args.report:
+        print(f"wrote {args.report}")
+    held = outcome.evaluations.get("Held-out evaluation", {}).get("all", {})
+    for name, ev in held.items():
+        print(f"  held-out {name}: R@1 {ev['R@1']:.3f}  R@3 {ev['R@3']:.3f}  R@5 {ev['R@5']:.3f}")
+    return 0
+
+
+def cmd_build_seeds(args: argparse.Namespace, settings: Settings) -> int:
+    from ..models import fast_tokenizer
+    from ..rerank.seeds import build_seeds, write_seeds
+
+    tok = fast_tokenizer(settings.reranker_model, settings)
+    items = build_seeds(args.dataset, args.data, tok, select=args.select, per_doc=args.per_doc, limit=args.limit,
+                        negatives=args.negatives, n_candidates=args.candidates, max_tokens=args.max_tokens,
+                        shuffle=not args.keep_order)
+    n = write_seeds(args.out, items)
+    cands = sum(len(it.candidates) for it in items) / max(1, n)
+    print(f"wrote {args.out}: {n} items from {args.dataset}, {cands:.1f} candidates per item")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
+    from ..errors import BookQAError
+    from ..models import causal_lm_source
+    from ..rerank.heads import head_name, resolve_heads
+
+    source = None
+    try:
+        source = causal_lm_source(settings.reranker_model, settings)
+    except BookQAError:
+        pass  # the weights are not needed to name the heads (shipped or built-in lists)
+    heads = resolve_heads(settings.reranker_model, settings.reranker_heads or None, model_dir=source)
+    print(f"{len(heads.heads)} heads for {settings.reranker_model} from {heads.source}:")
+    print("  " + ", ".join(head_name(h) for h in heads.heads))
+    if heads.detection:
+        print(f"  detection: {heads.detection.get('method', '')}")
+    return 0

@@ -1,0 +1,173 @@
+"""``ask(book, question)``: first-stage search → summary prefix → QR rerank → generate → cite.
+
+Each stage is timed. The reranker and generator are loaded once per process and reused (loading the
+reranker takes seconds, the GGUF generator about one), so a UI or an evaluation loop pays that once.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Optional
+
+from .answer import (Citation, Evidence, annotate, attribute_uncited, build_messages, evidence_in_document_order,
+                     is_chinese, parse_citations)
+from .errors import InputError
+from .progress import Progress, no_progress
+from .settings import Settings
+from .store import Book
+
+
+@dataclass
+class RankedChunk:
+    """One candidate after reranking, for display and evaluation."""
+
+    chunk_id: int
+    rank: int  # after reranking (or first-stage rank when reranking is off)
+    score: float
+    first_stage_rank: int
+    location: str
+    snippet: str
+
+
+@dataclass
+class AskResult:
+    book_id: str
+    question: str
+    answer: str  # as the generator wrote it
+    cited_answer: str  # the answer with inferred citations written in as [n]
+    citations: list[Citation]
+    invalid_citations: list[int]  # numbers the generator cited that were never provided
+    uncited_sentences: list[str]
+    evidence: list[Evidence]  # passages given to the generator, numbered in document order
+    ranked: list[RankedChunk]  # every candidate, best first
+    prefix: str
+    prefix_summaries: list[str]
+    timings: dict[str, float]
+    warnings: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "book_id": self.book_id, "question": self.question, "answer": self.answer,
+            "cited_answer": self.cited_answer,
+            "citations": [asdict(c) for c in self.citations],
+            "invalid_citations": self.invalid_citations, "uncited_sentences": self.uncited_sentences,
+            "evidence": [{"number": e.number, "chunk_id": e.chunk.id, "start": e.chunk.start, "end": e.chunk.end,
+                          "location": e.chunk.location, "score": e.score, "rank": e.rank} for e in self.evidence],
+            "ranked": [asdict(r) for r in self.ranked],
+            "prefix": self.prefix, "prefix_summaries": self.prefix_summaries,
+            "timings": self.timings, "warnings": self.warnings, "info": self.info,
+        }
+
+
+_cache_lock = threading.Lock()
+_rerankers: dict[tuple, Any] = {}
+
+
+def get_reranker(settings: Settings, progress: Progress = no_progress):
+    """The QRRanker for these settings, loaded once per process."""
+    from .rerank import QRRanker
+
+    key = (settings.reranker_model, settings.reranker_heads, settings.device, settings.dtype,
+           str(settings.models_dir))
+    with _cache_lock:
+        ranker = _rerankers.get(key)
+        if ranker is None:
+            ranker = QRRanker(settings.reranker_model, heads=settings.reranker_heads or None, settings=settings,
+                              progress=progress)
+            _rerankers[key] = ranker
+        return ranker
+
+
+def _snippet(text: str, n: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= n else flat[:n - 1] + "…"
+
+
+def ask(book: Book, question: str, settings: Optional[Settings] = None, *, k: Optional[int] = None,
+        top_n: Optional[int] = None, use_prefix: bool = True, rerank: bool = True, method: str = "hybrid",
+        reranker=None, generator=None, on_token: Optional[Callable[[str], None]] = None,
+        progress: Progress = no_progress) -> AskResult:
+    """Answer ``question`` about ``book`` with citations. ``on_token`` receives the answer as it streams."""
+    settings = settings or Settings.from_env()
+    question = (question or "").strip()
+    if not question:
+        raise InputError("the question is empty")
+    if len(question) > 2000:
+        raise InputError(f"the question is {len(question)} characters long; keep it under 2000")
+    k = k or settings.top_k
+    top_n = top_n or settings.top_n
+    timings: dict[str, float] = {}
+    warnings: list[str] = []
+    t_all = time.perf_counter()
+    chunks = book.chunks
+    if is_chinese(question) != is_chinese(book.text[:20000]):
+        warnings.append("the question and the book are in different languages; retrieval may miss passages "
+                        "(the answer follows the question's language)")
+
+    t = time.perf_counter()
+    candidates = book.search(question, k=k, method=method, settings=settings)
+    timings["search"] = time.perf_counter() - t
+    if not candidates:
+        raise InputError(f"book {book.id} has no indexed chunks to search")
+    cand_chunks = [chunks[c.chunk_id] for c in candidates]
+
+    prefix_text, prefix_used = "", []
+    if use_prefix:
+        t = time.perf_counter()
+        from .summaries import summary_prefix
+
+        prefix = summary_prefix(book, [c.chunk_id for c in candidates], settings)
+        prefix_text, prefix_used = prefix.text, list(prefix.used)
+        timings["prefix"] = time.perf_counter() - t
+
+    first_rank = {c.chunk_id: c.rank for c in candidates}
+    if rerank:
+        t = time.perf_counter()
+        ranker = reranker or get_reranker(settings, progress)
+        results = ranker.rank(question, cand_chunks, prefix=prefix_text or None)
+        timings["rerank"] = time.perf_counter() - t
+        order = [(r.chunk_id, r.score) for r in results.results]
+    else:
+        order = [(c.chunk_id, c.score) for c in candidates]
+    ranked = [RankedChunk(chunk_id=cid, rank=i, score=float(score), first_stage_rank=first_rank[cid],
+                          location=chunks[cid].location, snippet=_snippet(chunks[cid].text))
+              for i, (cid, score) in enumerate(order, 1)]
+
+    chosen = [Evidence(number=0, chunk=chunks[r.chunk_id], score=r.score, rank=r.rank) for r in ranked[:top_n]]
+    evidence = evidence_in_document_order(chosen)
+    messages = build_messages(question, evidence, title=book.title, prefix="")
+
+    t = time.perf_counter()
+    if generator is None:
+        from .generate import get_generator
+
+        generator = get_generator(settings, progress)
+    pieces: list[str] = []
+    for piece in generator.stream(messages, max_tokens=settings.answer_max_tokens, temperature=0.0):
+        pieces.append(piece)
+        if on_token is not None:
+            on_token(piece)
+    answer = "".join(pieces).strip()
+    timings["generate"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    parsed = attribute_uncited(parse_citations(answer, evidence), evidence)
+    timings["cite"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t_all
+    if not answer:
+        warnings.append("the generator returned an empty answer")
+    elif not parsed.citations:
+        warnings.append("the answer cites no passage; treat it with care (the ranked passages are listed)")
+    elif any(c.inferred for c in parsed.citations):
+        warnings.append("the generator left some sentences uncited; bookqa attributed them to the passage that "
+                        "best supports them (marked as inferred)")
+    return AskResult(
+        book_id=book.id, question=question, answer=answer,
+        cited_answer=annotate(answer, parsed.citations), citations=parsed.citations,
+        invalid_citations=parsed.invalid_numbers, uncited_sentences=parsed.uncited_sentences,
+        evidence=evidence, ranked=ranked, prefix=prefix_text, prefix_summaries=prefix_used, timings=timings,
+        warnings=warnings,
+        info={"candidates": len(candidates), "method": method, "reranked": rerank,
+              "generator": getattr(generator, "model_id", type(generator).__name__)})

@@ -1,0 +1,330 @@
+"""The bookqa web UI (Gradio): upload and ingest texts, ask questions with clickable citations, browse
+summaries, and choose settings per request.
+
+Only bookqa's public API is used (``Library``, ``Book``, ``pipeline.ask``, ``summaries.load_summaries``).
+Settings chosen in the page are applied per request with ``Settings.replace`` (never by mutating a
+shared object). Ingestion and answering run in separate concurrency groups, so a long ingestion does
+not hold up questions about other books; the reranker and generator are loaded once per process by the
+pipeline and serialise on their own locks.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import gradio as gr
+
+from bookqa.errors import BookQAError, InputError
+from bookqa.settings import Settings
+from bookqa.store import Book, Library
+
+from . import views
+from .jobs import stream_answer, stream_ingest
+from .style import CITE_CLICK_JS, CSS, NODE_CLICK_JS
+
+log = logging.getLogger("bookqa.ui")
+
+KINDS = ("auto", "novel", "transcript")
+SUMMARY_MODES = ("extractive", "llm", "none")
+UPLOAD_SLACK_BYTES = 16 * 1024 * 1024  # Gradio's own hard cap sits above ours, so ours gives the message
+
+
+# --- library helpers ---------------------------------------------------------------------------------
+def is_ready(book: Book) -> bool:
+    """Chunked, and every stage recorded so far finished (a crashed or running stage says 'running')."""
+    stages = book.manifest.get("stages") or {}
+    return stages.get("chunks", {}).get("status") == "done" and all(
+        st.get("status") == "done" for st in stages.values())
+
+
+def book_rows(library: Library) -> list[dict[str, Any]]:
+    rows = []
+    for b in library.books():
+        try:
+            m = b.manifest
+        except (OSError, ValueError):  # a book being deleted or written right now
+            continue
+        stages = m.get("stages") or {}
+        rows.append({"id": b.id, "title": b.title, "kind": b.kind,
+                     "chunks": stages.get("chunks", {}).get("chunks", "?"),
+                     "size": _size(b.dir / "text.txt"),
+                     "status": views.stage_summary(m), "ready": is_ready(b)})
+    return rows
+
+
+def _size(path: Path) -> str:
+    try:
+        n = path.stat().st_size
+    except OSError:
+        return "?"
+    return f"{n / 1024:,.1f} KB" if n < 1024 * 1024 else f"{n / 1024 / 1024:,.1f} MB"
+
+
+def book_choices(rows: list[dict[str, Any]], ready_only: bool) -> list[tuple[str, str]]:
+    return [(f"{r['title']} ({r['id']})", r["id"]) for r in rows if r["ready"] or not ready_only]
+
+
+def _pick(current: Optional[str], choices: list[tuple[str, str]], prefer: Optional[str] = None) -> Optional[str]:
+    ids = [c[1] for c in choices]
+    for candidate in (prefer, current):
+        if candidate in ids:
+            return candidate
+    return ids[0] if ids else None
+
+
+def _error_text(exc: BaseException) -> str:
+    """A user-facing one-liner: bookqa's own message, or a short note for anything unexpected."""
+    if isinstance(exc, BookQAError):
+        return str(exc)
+    log.exception("unexpected error in the web UI", exc_info=exc)
+    return f"internal error ({type(exc).__name__}: {exc}); details are in the server log"
+
+
+# --- the app -----------------------------------------------------------------------------------------
+def build_app(settings: Optional[Settings] = None) -> gr.Blocks:
+    base = settings or Settings.from_env()
+    library = Library(base)
+
+    def request_settings(generator: str, base_url: str, model: str, k: Any, top_n: Any,
+                         summaries: Optional[str] = None) -> Settings:
+        """The base settings with this page's choices applied (ConfigError on bad values)."""
+        return base.replace(generator=generator or None, base_url=(base_url or "").strip() or None,
+                            generator_model=(model or "").strip() or None,
+                            top_k=int(k) if k else None, top_n=int(top_n) if top_n else None,
+                            summaries=summaries or None)
+
+    def lists(prefer: Optional[str] = None, ask_current: Optional[str] = None,
+              sum_current: Optional[str] = None, del_current: Optional[str] = None):
+        rows = book_rows(library)
+        ready = book_choices(rows, ready_only=True)
+        every = book_choices(rows, ready_only=False)
+        return (views.library_table(rows),
+                gr.Dropdown(choices=ready, value=_pick(ask_current, ready, prefer)),
+                gr.Dropdown(choices=ready, value=_pick(sum_current, ready, prefer)),
+                gr.Dropdown(choices=every, value=_pick(del_current, every, prefer)))
+
+    # --- handlers ------------------------------------------------------------------------------------
+    def on_load():
+        return lists()
+
+    def on_ingest(file_path, title, kind, generator, base_url, model, k, top_n, summaries):
+        skip = (gr.skip(),) * 4
+        if not file_path:
+            yield (views.message("error", "Choose a .txt or transcript .json file to upload first."), *skip)
+            return
+        path = Path(file_path)
+        try:
+            s = request_settings(generator, base_url, model, k, top_n, summaries)
+            size = path.stat().st_size
+            if size > s.max_upload_bytes:
+                raise InputError(f"{path.name} is {size / 1024 / 1024:.2f} MB; the upload limit is "
+                                 f"{s.max_upload_mb:g} MB (BOOKQA_MAX_UPLOAD_MB)")
+            shown_title = (title or "").strip() or path.stem
+            report = None
+            for update in stream_ingest(s, path, (title or "").strip() or None,
+                                        None if kind in (None, "", "auto") else kind):
+                if update.report is None:
+                    yield (views.ingest_progress(shown_title, update.tracker.rows(), update.tracker.elapsed()),
+                           *skip)
+                report = update.report
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a message in the page
+            yield (views.message("error", f"Could not ingest {path.name}: {_error_text(exc)}"), *lists())
+            return
+        book = report.book
+        done = views.ingest_done(book.id, book.title, book.kind, len(book.chunks), len(book.text),
+                                 report.stages_run, report.stages_skipped, report.seconds, report.created)
+        yield (done, *lists(prefer=book.id))
+
+    def on_delete(book_id, ask_current, sum_current):
+        if not book_id:
+            return (views.message("error", "Choose a book to delete."), *lists())
+        try:
+            book = library.remove(book_id)
+        except Exception as exc:  # noqa: BLE001
+            return (views.message("error", f"Could not delete: {_error_text(exc)}"), *lists())
+        from bookqa.retrieve import clear_cache
+
+        clear_cache()  # a re-ingested book of the same id must not reuse the deleted indexes
+        return (views.message("ok", f"Deleted “{book.title}” ({book.id})."),
+                *lists(ask_current=ask_current, sum_current=sum_current))
+
+    def on_refresh(ask_current, sum_current, del_current):
+        return lists(ask_current=ask_current, sum_current=sum_current, del_current=del_current)
+
+    def on_ask(book_id, question, generator, base_url, model, k, top_n, use_prefix, rerank):
+        if not book_id:
+            yield (views.message("error", "Choose a book first (upload one in the Library tab)."), gr.skip(), None)
+            return
+        try:
+            s = request_settings(generator, base_url, model, k, top_n)
+            book = library.resolve(book_id)
+            if not is_ready(book):
+                raise InputError(f"“{book.title}” is still being ingested; ask again when it is ready")
+            for update in stream_answer(book, question, s, use_prefix=bool(use_prefix), rerank=bool(rerank)):
+                if update.result is None:
+                    yield views.streaming_answer(update.text, update.status), views.READER_EMPTY, None
+                else:
+                    result = update.result.to_json()
+                    yield views.answer_view(result), _first_citation(book, result), result
+        except Exception as exc:  # noqa: BLE001
+            yield views.message("error", _error_text(exc)), views.READER_EMPTY, None
+
+    def on_cite(result, evt: gr.EventData):
+        data = getattr(evt, "_data", None) or {}
+        if not result:
+            return views.message("info", "Ask a question first.")
+        try:
+            book = library.resolve(result["book_id"])
+            if data.get("cite") not in (None, ""):
+                return views.citation_view(book.text, result["citations"][int(data["cite"])])
+            if data.get("evidence") not in (None, ""):
+                n = int(data["evidence"])
+                ev = next(e for e in result["evidence"] if e["number"] == n)
+                return views.evidence_view(book.text, ev)
+        except (BookQAError, LookupError, ValueError, StopIteration) as exc:
+            return views.message("error", f"Cannot show that passage: {_error_text(exc)}")
+        return gr.skip()
+
+    def on_summary_book(book_id):
+        if not book_id:
+            return views.message("info", "Choose a book."), ""
+        try:
+            from bookqa.summaries import load_summaries
+
+            book = library.resolve(book_id)
+            tree = load_summaries(book)
+            if tree is None:
+                return views.summary_tree([], {}), ""
+            return views.summary_tree(tree.levels, tree.meta), ""
+        except Exception as exc:  # noqa: BLE001
+            return views.message("error", _error_text(exc)), ""
+
+    def on_node(book_id, evt: gr.EventData):
+        data = getattr(evt, "_data", None) or {}
+        try:
+            from bookqa.summaries import load_summaries
+
+            book = library.resolve(book_id)
+            tree = load_summaries(book)
+            if tree is None:
+                return views.message("info", "This book has no summaries.")
+            node = tree.node(str(data.get("node")))
+            return views.summary_node(node, book.chunks[node.start:node.end])
+        except KeyError:
+            return views.message("error", "That summary no longer exists (the book was re-ingested).")
+        except Exception as exc:  # noqa: BLE001
+            return views.message("error", _error_text(exc))
+
+    # --- layout --------------------------------------------------------------------------------------
+    with gr.Blocks(title="bookqa", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
+        gr.HTML('<div class="bq-header"><h2 style="margin:0">bookqa</h2><div class="bq-muted">Ask questions '
+                "about long texts; every answer cites the exact passages it rests on.</div></div>")
+        result_state = gr.State(None)
+        with gr.Tabs():
+            with gr.Tab("Library", id="library"):
+                with gr.Row():
+                    with gr.Column(scale=2):
+                        upload = gr.File(label="Text to add (.txt novel or transcript, LoCoMo .json)",
+                                         file_types=[".txt", ".json"], type="filepath", elem_id="upload")
+                    with gr.Column(scale=2):
+                        title_box = gr.Textbox(label="Title (optional)", elem_id="title",
+                                               placeholder="default: the Gutenberg title or the file name")
+                        kind_radio = gr.Radio(list(KINDS), value="auto", label="Kind", elem_id="kind")
+                        ingest_btn = gr.Button("Add to library", variant="primary", elem_id="ingest-button")
+                ingest_status = gr.HTML(elem_id="ingest-status")
+                gr.Markdown("### Books")
+                library_html = gr.HTML(elem_id="library-table")
+                with gr.Row():
+                    delete_book = gr.Dropdown(label="Book", choices=[], elem_id="delete-book", scale=3)
+                    delete_btn = gr.Button("Delete book", variant="stop", elem_id="delete-button", scale=1)
+                    refresh_btn = gr.Button("Refresh", elem_id="refresh-button", scale=1)
+                delete_status = gr.HTML(elem_id="delete-status")
+            with gr.Tab("Ask", id="ask"):
+                with gr.Row():
+                    with gr.Column(scale=3):
+                        ask_book = gr.Dropdown(label="Book", choices=[], elem_id="ask-book")
+                        question = gr.Textbox(label="Question", lines=2, elem_id="question",
+                                              placeholder="e.g. Who rescued the fishermen?")
+                        ask_btn = gr.Button("Ask", variant="primary", elem_id="ask-button")
+                        answer = gr.HTML(elem_id="answer", js_on_load=CITE_CLICK_JS)
+                    with gr.Column(scale=2):
+                        gr.Markdown("### Cited passage")
+                        reader = gr.HTML(views.READER_EMPTY, elem_id="reader")
+            with gr.Tab("Summaries", id="summaries"):
+                sum_book = gr.Dropdown(label="Book", choices=[], elem_id="summary-book")
+                with gr.Row():
+                    with gr.Column(scale=3):
+                        tree_html = gr.HTML(elem_id="summary-tree", js_on_load=NODE_CLICK_JS)
+                    with gr.Column(scale=2):
+                        node_html = gr.HTML(elem_id="summary-node")
+            with gr.Tab("Settings", id="settings"):
+                gr.Markdown("Applied to each request from this page; the server's defaults are unchanged.")
+                with gr.Row():
+                    gen_radio = gr.Radio(["local", "remote"], value=base.generator, label="Generator",
+                                         elem_id="generator")
+                    base_url_box = gr.Textbox(value=base.base_url, label="Remote base URL (OpenAI-compatible)",
+                                              elem_id="base-url")
+                    model_box = gr.Textbox(value=base.generator_model, label="Generator model",
+                                           elem_id="generator-model")
+                with gr.Row():
+                    k_slider = gr.Slider(1, 200, value=base.top_k, step=1, label="K: candidates to rerank",
+                                         elem_id="top-k")
+                    n_slider = gr.Slider(1, 10, value=base.top_n, step=1, label="Passages given to the generator",
+                                         elem_id="top-n")
+                with gr.Row():
+                    prefix_box = gr.Checkbox(value=True, label="Summary prefix for the reranker", elem_id="use-prefix")
+                    rerank_box = gr.Checkbox(value=True, label="QR rerank", elem_id="rerank")
+                    summaries_radio = gr.Radio(list(SUMMARY_MODES), value=base.summaries,
+                                               label="Summaries for new ingests", elem_id="summaries-mode")
+
+        list_outputs = [library_html, ask_book, sum_book, delete_book]
+        settings_inputs = [gen_radio, base_url_box, model_box, k_slider, n_slider]
+        demo.load(on_load, outputs=list_outputs, api_visibility="private")
+        ingest_btn.click(on_ingest, inputs=[upload, title_box, kind_radio, *settings_inputs, summaries_radio],
+                         outputs=[ingest_status, *list_outputs], concurrency_id="ingest", concurrency_limit=1,
+                         show_progress="minimal", api_visibility="private")
+        delete_btn.click(on_delete, inputs=[delete_book, ask_book, sum_book],
+                         outputs=[delete_status, *list_outputs], api_visibility="private")
+        refresh_btn.click(on_refresh, inputs=[ask_book, sum_book, delete_book], outputs=list_outputs,
+                          api_visibility="private")
+        ask_inputs = [ask_book, question, *settings_inputs, prefix_box, rerank_box]
+        ask_outputs = [answer, reader, result_state]
+        for trigger in (ask_btn.click, question.submit):
+            trigger(on_ask, inputs=ask_inputs, outputs=ask_outputs, concurrency_id="ask",
+                    concurrency_limit=base.ui_ask_concurrency, show_progress="hidden", api_visibility="private")
+        answer.cite(on_cite, inputs=[result_state], outputs=[reader], concurrency_id="view",
+                    show_progress="hidden", api_visibility="private")
+        sum_book.change(on_summary_book, inputs=[sum_book], outputs=[tree_html, node_html], concurrency_id="view",
+                        api_visibility="private")
+        tree_html.node(on_node, inputs=[sum_book], outputs=[node_html], concurrency_id="view",
+                       show_progress="hidden", api_visibility="private")
+    return demo
+
+
+def _first_citation(book: Book, result: dict[str, Any]) -> str:
+    """The reader pane after an answer: the first citation, so the evidence is in view at once."""
+    if result.get("citations"):
+        return views.citation_view(book.text, result["citations"][0])
+    return views.READER_EMPTY
+
+
+def theme() -> gr.themes.Base:
+    """The default theme with system fonts: nothing is fetched from a font CDN (offline machines)."""
+    return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                             font_mono=["ui-monospace", "SFMono-Regular", "monospace"])
+
+
+def launch(settings: Optional[Settings] = None, *, host: Optional[str] = None, port: Optional[int] = None,
+           auth: Optional[tuple[str, str]] = None, block: bool = True, quiet: bool = False):
+    """Build and serve the app (``bookqa ui``). ``block=False`` returns once the server is up."""
+    settings = settings or Settings.from_env()
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    demo = build_app(settings)
+    demo.queue(default_concurrency_limit=4)
+    demo.launch(server_name=host or settings.ui_host, server_port=port or settings.ui_port, auth=auth,
+                auth_message="bookqa: sign in" if auth else None, prevent_thread_lock=not block, quiet=quiet,
+                show_error=False, max_file_size=settings.max_upload_bytes + UPLOAD_SLACK_BYTES, ssr_mode=False,
+                footer_links=[], theme=theme(), css=CSS)
+    return demo
