@@ -167,3 +167,38 @@ def _coerce(f: dataclasses.Field, raw: str, source: str) -> Any:
     except ValueError:
         raise ConfigError(f"{source}={raw!r} is not a valid {kind}") from None
     return raw
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(environment variable, default, meaning) for every setting, read from the comments in this
+    class's source so the README table cannot drift from the code (``python -m bookqa.settings``)."""
+    import inspect
+    import re
+
+    lines = inspect.getsource(Settings).splitlines()
+    notes: dict[str, str] = {}
+    pending: list[str] = []
+    for line in lines:
+        m = re.match(r"\s{4}(\w+): [^=]+=\s*(.+?)(?:\s+#\s*(.*))?$", line)
+        if m and not line.strip().startswith("#"):
+            notes[m.group(1)] = (m.group(3) or " ".join(pending)).strip()
+            pending = []
+        elif line.strip().startswith("# ---"):
+            pending = []
+        elif line.strip().startswith("#"):
+            pending.append(line.strip().lstrip("#").strip())
+        else:
+            pending = []
+    defaults = Settings.__dataclass_fields__
+    out = []
+    for name, f in defaults.items():
+        default = f.default if f.default is not dataclasses.MISSING else "~/.cache/bookqa"
+        out.append((f"BOOKQA_{name.upper()}", repr(default) if isinstance(default, str) else str(default),
+                    notes.get(name, "")))
+    return out
+
+
+if __name__ == "__main__":  # pragma: no cover - prints the README's settings table
+    print("| variable | default | meaning |\n|---|---|---|")
+    for var, default, note in describe():
+        print(f"| `{var}` | `{default}` | {note.replace('|', '/')} |")

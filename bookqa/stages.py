@@ -39,5 +39,6 @@ class ChunkStage:
 def default_stages(settings: Settings) -> list[Stage]:
     """The stages ``Library.ingest`` runs when none are named."""
     from .retrieve.stages import Bm25Stage, DenseStage
+    from .summaries import SummaryStage
 
-    return [ChunkStage(), Bm25Stage(), DenseStage()]
+    return [ChunkStage(), Bm25Stage(), DenseStage(), SummaryStage()]

@@ -130,7 +130,9 @@ def build_app(settings: Optional[Settings] = None) -> gr.Blocks:
                            *skip)
                 report = update.report
         except Exception as exc:  # noqa: BLE001 - every failure becomes a message in the page
-            yield (views.message("error", f"Could not ingest {path.name}: {_error_text(exc)}"), *lists())
+            # bookqa names the file by its path; the server's upload directory means nothing to the user
+            reason = _error_text(exc).replace(str(path), path.name)
+            yield (views.message("error", f"Could not ingest {path.name}: {reason}"), *lists())
             return
         book = report.book
         done = views.ingest_done(book.id, book.title, book.kind, len(book.chunks), len(book.text),
@@ -177,12 +179,13 @@ def build_app(settings: Optional[Settings] = None) -> gr.Blocks:
             return views.message("info", "Ask a question first.")
         try:
             book = library.resolve(result["book_id"])
+            reflow = book.kind == "novel"
             if data.get("cite") not in (None, ""):
-                return views.citation_view(book.text, result["citations"][int(data["cite"])])
+                return views.citation_view(book.text, result["citations"][int(data["cite"])], reflow)
             if data.get("evidence") not in (None, ""):
                 n = int(data["evidence"])
                 ev = next(e for e in result["evidence"] if e["number"] == n)
-                return views.evidence_view(book.text, ev)
+                return views.evidence_view(book.text, ev, reflow)
         except (BookQAError, LookupError, ValueError, StopIteration) as exc:
             return views.message("error", f"Cannot show that passage: {_error_text(exc)}")
         return gr.skip()
@@ -211,7 +214,7 @@ def build_app(settings: Optional[Settings] = None) -> gr.Blocks:
             if tree is None:
                 return views.message("info", "This book has no summaries.")
             node = tree.node(str(data.get("node")))
-            return views.summary_node(node, book.chunks[node.start:node.end])
+            return views.summary_node(node, book.chunks[node.start:node.end], reflow=book.kind == "novel")
         except KeyError:
             return views.message("error", "That summary no longer exists (the book was re-ingested).")
         except Exception as exc:  # noqa: BLE001
@@ -306,7 +309,7 @@ def build_app(settings: Optional[Settings] = None) -> gr.Blocks:
 def _first_citation(book: Book, result: dict[str, Any]) -> str:
     """The reader pane after an answer: the first citation, so the evidence is in view at once."""
     if result.get("citations"):
-        return views.citation_view(book.text, result["citations"][0])
+        return views.citation_view(book.text, result["citations"][0], reflow=book.kind == "novel")
     return views.READER_EMPTY
 
 

@@ -20,6 +20,7 @@ CSS = """
 button.bq-cite { display: inline; border: 1px solid #9db4e0; background: #eef3fb; color: #1d4ed8;
   border-radius: 4px; padding: 0 3px; margin: 0 1px; font-size: 0.85em; cursor: pointer; line-height: 1.3; }
 button.bq-cite:hover, button.bq-cite.bq-active { background: #1d4ed8; color: white; }
+button.bq-cite.bq-inferred { border-style: dashed; }
 .bq-cite-bad { text-decoration: line-through; color: #9ca3af; font-size: 0.85em; }
 .bq-section { margin-top: 10px; }
 .bq-section h4, .bq-reader h4, .bq-tree h4 { margin: 8px 0 4px; }

@@ -121,37 +121,70 @@ def _words(text: str) -> set[str]:
 def _pick_citation(number: int, sentence: str, citations: Sequence[dict[str, Any]]) -> Optional[int]:
     """The index of the citation of ``number`` made by ``sentence`` (a number cited by several answer
     sentences has one citation per claim; the claim sharing most words with the sentence wins)."""
-    same = [i for i, c in enumerate(citations) if c["number"] == number]
+    same = [i for i, c in enumerate(citations) if c["number"] == number and not c.get("inferred")]
     if len(same) <= 1:
         return same[0] if same else None
     words = _words(_CITE_GROUP.sub(" ", sentence))
     return max(same, key=lambda i: len(words & _words(citations[i].get("claim", ""))))
 
 
+def _inferred_for(sentence: str, citations: Sequence[dict[str, Any]], used: set[int]) -> list[int]:
+    """Indexes of the inferred citations (bookqa attributed a passage to a sentence the model left
+    uncited) whose claim is this sentence."""
+    words = _words(sentence)
+    found = []
+    for i, c in enumerate(citations):
+        if not c.get("inferred") or i in used:
+            continue
+        claim = _words(c.get("claim", ""))
+        if claim and len(claim & words) >= 0.8 * len(claim):
+            found.append(i)
+    return found
+
+
+def _marker(idx: int, c: dict[str, Any]) -> str:
+    if c.get("inferred"):
+        return (f'<button type="button" class="bq-cite bq-inferred" data-cite="{idx}" title="{esc(c.get("location", ""))}'
+                f' — inferred: the model did not cite this sentence; bookqa attributed the passage that best '
+                f'supports it">[{c["number"]}]</button>')
+    return (f'<button type="button" class="bq-cite" data-cite="{idx}" '
+            f'title="{esc(c.get("location", ""))}">[{c["number"]}]</button>')
+
+
 def answer_html(answer: str, citations: Sequence[dict[str, Any]], provided: Iterable[int]) -> str:
     """The answer text with every ``[n]`` turned into a clickable marker. A number that resolves to a
     citation opens its quote; a provided passage without a resolved citation opens the passage; a
-    number that was never provided is shown struck through."""
+    number that was never provided is shown struck through. Inferred citations get a marker (dashed)
+    after the sentence they were attributed to."""
     provided = set(provided)
     out: list[str] = []
+    used: set[int] = set()
     for s, e in split_sentences(answer) or [(0, len(answer))]:
         sentence = answer[s:e]
         pos = 0
+        explicit = False
         for m in _CITE_GROUP.finditer(sentence):
+            explicit = True
             out.append(esc(sentence[pos:m.start()]))
             for n in parse_numbers(m.group(1)):
                 idx = _pick_citation(n, sentence, citations)
                 if idx is not None:
-                    c = citations[idx]
-                    out.append(f'<button type="button" class="bq-cite" data-cite="{idx}" '
-                               f'title="{esc(c.get("location", ""))}">[{n}]</button>')
+                    out.append(_marker(idx, citations[idx]))
                 elif n in provided:
                     out.append(f'<button type="button" class="bq-cite" data-evidence="{n}">[{n}]</button>')
                 else:
                     out.append(f'<span class="bq-cite-bad" title="passage {n} was not provided; '
                                f'this citation was dropped">[{n}]</span>')
             pos = m.end()
-        out.append(esc(sentence[pos:]))
+        rest = sentence[pos:]
+        inferred = [] if explicit else _inferred_for(sentence, citations, used)
+        if inferred:
+            body = rest.rstrip()
+            used.update(inferred)
+            out.append(esc(body) + " " + "".join(_marker(i, citations[i]) for i in inferred)
+                       + esc(rest[len(body):]))
+        else:
+            out.append(esc(rest))
     return '<div class="bq-answer-text">' + "".join(out) + "</div>"
 
 
@@ -175,7 +208,8 @@ def answer_view(result: dict[str, Any]) -> str:
     if result.get("invalid_citations"):
         warnings.append("dropped citations to passages that were not provided: "
                         + ", ".join(f"[{n}]" for n in result["invalid_citations"]))
-    uncited = result.get("uncited_sentences") or []
+    inferred_claims = {c.get("claim") for c in citations if c.get("inferred")}
+    uncited = [u for u in result.get("uncited_sentences") or [] if u not in inferred_claims]
     if uncited and citations:
         warnings.append(f"{len(uncited)} sentence(s) carry no citation: "
                         + " / ".join(f"“{u}”" for u in uncited[:3]))
@@ -243,20 +277,36 @@ def timings_line(timings: dict[str, float], info: dict[str, Any]) -> str:
 
 
 # --- the reader pane ---------------------------------------------------------------------------------
+def reflowed(text: str, lo: int, hi: int) -> str:
+    """``text[lo:hi]`` with single line breaks (hard-wrapped prose) shown as spaces; blank lines stay.
+    Same length, so character offsets still line up."""
+    out = list(text[lo:hi])
+    for i in range(lo, hi):
+        if text[i] == "\n" and 0 < i < len(text) - 1 and text[i - 1] != "\n" and text[i + 1] != "\n":
+            out[i - lo] = " "
+    return "".join(out)
+
+
 def passage_view(text: str, *, start: int, end: int, mark_start: int, mark_end: int, heading: str,
-                 note: str = "", context: int = CONTEXT_CHARS) -> str:
+                 note: str = "", context: int = CONTEXT_CHARS, reflow: bool = False) -> str:
     """The passage ``text[start:end]`` with ``text[mark_start:mark_end]`` in ``<mark>`` and ``context``
-    characters of the book either side (cut at whitespace), all escaped."""
+    characters of the book either side (cut at whitespace), all escaped. ``reflow`` shows hard-wrapped
+    prose lines as running text (novels; transcripts keep one utterance per line)."""
     n = len(text)
     start, end = max(0, min(start, n)), max(0, min(end, n))
     mark_start = max(start, min(mark_start, end))
     mark_end = max(mark_start, min(mark_end, end))
     before = _cut_left(text, max(0, start - context), start)
     after = _cut_right(text, end, min(n, end + context))
-    body = (f'<span class="bq-context">{"… " if before > 0 else ""}{esc(text[before:start])}</span>'
-            f'<span class="bq-chunk">{esc(text[start:mark_start])}<mark>{esc(text[mark_start:mark_end])}</mark>'
-            f'{esc(text[mark_end:end])}</span>'
-            f'<span class="bq-context">{esc(text[end:after])}{" …" if after < n else ""}</span>')
+    shown = reflowed(text, before, after) if reflow else text[before:after]
+
+    def part(lo: int, hi: int) -> str:
+        return esc(shown[lo - before:hi - before])
+
+    body = (f'<span class="bq-context">{"… " if before > 0 else ""}{part(before, start)}</span>'
+            f'<span class="bq-chunk">{part(start, mark_start)}<mark>{part(mark_start, mark_end)}</mark>'
+            f'{part(mark_end, end)}</span>'
+            f'<span class="bq-context">{part(end, after)}{" …" if after < n else ""}</span>')
     note_html = f'<div class="bq-claim">{esc(note)}</div>' if note else ""
     return (f'<div class="bq-reader" data-start="{mark_start}" data-end="{mark_end}">'
             f'<div class="bq-reader-head">{esc(heading)}</div>{note_html}'
@@ -282,19 +332,20 @@ def _cut_right(text: str, lo: int, hi: int) -> int:
     return i if i > lo else hi
 
 
-def citation_view(text: str, citation: dict[str, Any]) -> str:
+def citation_view(text: str, citation: dict[str, Any], reflow: bool = False) -> str:
     c = citation
     heading = (f"[{c['number']}] {c.get('location', '')} — quote characters {c['quote_start']:,}–{c['quote_end']:,} "
                f"(passage {c['start']:,}–{c['end']:,})")
-    note = f"Cited for: “{c['claim']}”" if c.get("claim") else ""
+    how = "Attributed by bookqa (the model did not cite it) to" if c.get("inferred") else "Cited for"
+    note = f"{how}: “{c['claim']}”" if c.get("claim") else ""
     return passage_view(text, start=c["start"], end=c["end"], mark_start=c["quote_start"], mark_end=c["quote_end"],
-                        heading=heading, note=note)
+                        heading=heading, note=note, reflow=reflow)
 
 
-def evidence_view(text: str, ev: dict[str, Any]) -> str:
+def evidence_view(text: str, ev: dict[str, Any], reflow: bool = False) -> str:
     heading = f"[{ev['number']}] {ev.get('location', '')} — characters {ev['start']:,}–{ev['end']:,}"
     return passage_view(text, start=ev["start"], end=ev["end"], mark_start=ev["start"], mark_end=ev["end"],
-                        heading=heading, note="The whole passage given to the generator.")
+                        heading=heading, note="The whole passage given to the generator.", reflow=reflow)
 
 
 READER_EMPTY = ('<div class="bq-reader bq-muted">Click a citation marker such as [1] to read the cited '
@@ -323,7 +374,7 @@ def summary_tree(levels: Sequence[Sequence[Any]], meta: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def summary_node(node: Any, chunks: Sequence[Any], shown: int = NODE_CHUNKS_SHOWN) -> str:
+def summary_node(node: Any, chunks: Sequence[Any], shown: int = NODE_CHUNKS_SHOWN, reflow: bool = False) -> str:
     """One summary with its chunk range, character span, children and the chunk texts it covers."""
     head = (f'<div class="bq-reader-head">{esc(node.id)} — level {node.level}, chunks {node.start}–{node.end - 1}, '
             f"characters {node.char_start:,}–{node.char_end:,} · status {esc(node.status)}</div>")
@@ -333,8 +384,9 @@ def summary_node(node: Any, chunks: Sequence[Any], shown: int = NODE_CHUNKS_SHOW
         events = "<ul>" + "".join(f"<li>{esc(ev.get('summary', ''))}</li>" for ev in node.events) + "</ul>"
     items = []
     for c in chunks[:shown]:
+        body = reflowed(c.text, 0, len(c.text)) if reflow else c.text
         items.append(f'<div class="bq-node-chunk"><div class="bq-muted">chunk {c.id} · {esc(c.location)} · '
-                     f'characters {c.start:,}–{c.end:,}</div><div class="bq-pre">{esc(c.text)}</div></div>')
+                     f'characters {c.start:,}–{c.end:,}</div><div class="bq-pre">{esc(body)}</div></div>')
     more = (f'<div class="bq-muted">… and {len(chunks) - shown} more chunks</div>'
             if len(chunks) > shown else "")
     return (f'<div class="bq-reader bq-summary" data-node="{esc(node.id)}">{head}{kids}'

@@ -50,6 +50,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.quiet:
+        # transformers draws its own bars when loading weights; --quiet means no bars at all
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        os.environ["TQDM_DISABLE"] = "1"
     try:
         settings = settings_from_args(args)
         return int(args.handler(args, settings) or 0)

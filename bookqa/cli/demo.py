@@ -1,4 +1,5 @@
-"""``bookqa demo``: the README's main job on the embedded default models, on the bundled sample."""
+"""``bookqa demo``: the README's main job on the embedded default models — ingest the bundled sample
+story, answer a question about it with citations, then (``--ui``) open the web app with it ready."""
 from __future__ import annotations
 
 import argparse
@@ -10,10 +11,15 @@ from ..store import Library
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample" / "dying_detective.txt"
 SAMPLE_TITLE = "The Adventure of the Dying Detective"
+SAMPLE_QUESTION = "What was the signal for Inspector Morton to enter the room?"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="ingest the bundled sample story and show what was built")
+    p = sub.add_parser("demo", help="ingest the bundled sample story and answer a question about it")
+    p.add_argument("--question", default=SAMPLE_QUESTION, help=f"default: {SAMPLE_QUESTION!r}")
+    p.add_argument("--no-answer", action="store_true", help="only ingest and describe the sample")
+    p.add_argument("--ui", action="store_true", help="then open the web app with the sample ready to ask")
+    p.add_argument("-k", "--k", dest="top_k", type=int, help="first-stage candidates to rerank (default 50)")
     p.set_defaults(handler=cmd_demo)
 
 
@@ -27,12 +33,18 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     chunks = book.chunks
     print(f"Book {book.id!r}: \"{book.title}\" — {len(chunks)} chunks, "
           f"{sum(c.tokens for c in chunks):,} tokens (budget {settings.chunk_tokens} per chunk)")
-    print(f"Stages built: {', '.join(report.stages_run) or 'none (already up to date)'}; stored in {book.dir}")
-    chapters = sorted({c.chapter for c in chunks if c.chapter})
-    if chapters:
-        print(f"Headings: {', '.join(chapters[:8])}")
-    for c in chunks[:2]:
-        snippet = " ".join(c.text.split())[:160]
-        print(f"  [{c.id}] chars {c.start}-{c.end}, {c.tokens} tokens: {snippet}…")
-    print("Next: bookqa show BOOK --chunk N | bookqa books")
+    print(f"Stages built: {', '.join(report.stages_run) or 'none (already up to date)'}; stored in {book.dir}\n")
+    if not args.no_answer:
+        from .ask import cmd_ask
+
+        ask_args = argparse.Namespace(book=book.id, question=args.question, quiet=args.quiet, json=False,
+                                      no_prefix=False, no_rerank=False)
+        code = cmd_ask(ask_args, settings)
+        if code:
+            return code
+    if args.ui:
+        from .ui import launch_for
+
+        return launch_for(settings, book_id=book.id)
+    print("\nNext: bookqa ask BOOK \"question\" | bookqa ui | bookqa show BOOK --chunk N")
     return 0

@@ -222,7 +222,7 @@ def build_hotpotqa(path: Path | str, budget: TokenBudget, max_tokens: int = 120,
         else:  # official distractor format
             qid, question = r["_id"], r["question"]
             support = {t for t, _ in r["supporting_facts"]}
-            paras = [(t, " ".join(s).strip(), t in support) for t, s in r["context"]]
+            paras = [(t, "".join(s).strip(), t in support) for t, s in r["context"]]  # sentences keep their spaces
         cands = [budget.cap(f"{t}\n{x}", max_tokens) for t, x, _ in paras]
         gold = [k for k, (_, _, g) in enumerate(paras) if g]
         if not gold:
