@@ -65,17 +65,19 @@ def run_llm(args, settings: Settings, home: Path) -> None:
     calls: list[dict] = []
 
     def complete(prompt: str, max_tokens: int) -> str:
-        t0 = time.perf_counter()
-        first = None
+        t0, c0 = time.perf_counter(), time.process_time()
+        first = first_cpu = None
         parts = []
         for piece in generator.stream(prompt, max_tokens=max_tokens):
             if first is None:
-                first = time.perf_counter()
+                first, first_cpu = time.perf_counter(), time.process_time()
             parts.append(piece)
-        end = time.perf_counter()
+        end, end_cpu = time.perf_counter(), time.process_time()
+        first, first_cpu = first or end, first_cpu or end_cpu
         text = "".join(parts)
         calls.append({"in": generator.count_tokens(prompt), "out": generator.count_tokens(text),
-                      "prefill_s": (first or end) - t0, "decode_s": end - (first or end), "total_s": end - t0})
+                      "prefill_s": first - t0, "decode_s": end - first, "total_s": end - t0,
+                      "prefill_cpu": first_cpu - c0, "decode_cpu": end_cpu - first_cpu})
         return text
 
     block, fanin = settings.summary_block, settings.summary_fanin
@@ -83,7 +85,9 @@ def run_llm(args, settings: Settings, home: Path) -> None:
                   group_tokens=GROUP_TOKENS, max_input_tokens=args.n_ctx - GROUP_TOKENS - TEMPLATE_MARGIN)
     full_plan = Summarizer(complete, generator.count_tokens, **common).dry_run(chunks)
     subset = chunks[:args.limit * block]
-    summarizer = Summarizer(complete, generator.count_tokens, **common,
+    # with --home, answers are kept in <home>/bench-summaries-cache.json (inspect them; re-runs are free)
+    cache = home / "bench-summaries-cache.json" if args.home else None
+    summarizer = Summarizer(complete, generator.count_tokens, **common, cache=cache,
                             progress=lambda stage, done, total: print(f"  {stage}: {done}/{total}", flush=True))
     t0 = time.perf_counter()
     tree = summarizer.summarize(subset)
@@ -96,6 +100,11 @@ def run_llm(args, settings: Settings, home: Path) -> None:
     prefill_rate = prefill_tokens / prefill_s if prefill_s else float("nan")
     decode_rate = decode_tokens / decode_s if decode_s else float("nan")
     mean_out = decode_tokens / len(calls)
+    # CPU time of this process: what the rates would be with the cores to ourselves (the machine is shared)
+    prefill_cpu = sum(c["prefill_cpu"] for c in calls) / max(1, args.threads or 1)
+    decode_cpu = sum(c["decode_cpu"] for c in calls) / max(1, args.threads or 1)
+    idle_prefill = prefill_tokens / prefill_cpu if prefill_cpu else float("nan")
+    idle_decode = decode_tokens / decode_cpu if decode_cpu else float("nan")
     print(f"\nmeasured on the first {len(tree.levels[0])} blocks ({len(subset)} chunks):")
     print(f"  calls: {len(calls)} ({summarizer.stats.retried} retried, {summarizer.stats.failed} failed)")
     for i, c in enumerate(calls):
@@ -104,21 +113,27 @@ def run_llm(args, settings: Settings, home: Path) -> None:
     print(f"  seconds per call: {sum(c['total_s'] for c in calls) / len(calls):.1f}")
     print(f"  prefill: {prefill_rate:.0f} tokens/s; generation: {decode_rate:.1f} tokens/s; "
           f"mean answer {mean_out:.0f} tokens")
+    print(f"  CPU-time rates (as if the {args.threads or 1} thread(s) had their cores to themselves): "
+          f"prefill {idle_prefill:.0f} tokens/s, generation {idle_decode:.1f} tokens/s")
     print(f"  total time: {total_s:.1f} s")
-    print(f"  first block summary [{tree.levels[0][0].status}]: {tree.levels[0][0].text}")
+    for node in tree.nodes():
+        why = f" ({node.error})" if node.error else ""
+        print(f"  {node.id} [{node.status}{why}]: {node.text}")
 
-    def project(in_tokens: float, n_calls: int) -> float:
-        return in_tokens / prefill_rate + n_calls * mean_out / decode_rate
+    def project(in_tokens: float, n_calls: int) -> str:
+        wall = in_tokens / prefill_rate + n_calls * mean_out / decode_rate
+        idle = in_tokens / idle_prefill + n_calls * mean_out / idle_decode
+        return f"~{wall / 60:.0f} min at the measured wall-clock rates, ~{idle / 60:.0f} min on idle cores"
 
     print("\nPROJECTION (not a full run), from the rates above:")
     print(f"  this book: {full_plan.calls} calls, ~{full_plan.input_tokens:,} prompt tokens -> "
-          f"~{project(full_plan.input_tokens, full_plan.calls) / 60:.0f} min")
+          f"{project(full_plan.input_tokens, full_plan.calls)}")
     in_per_chunk = full_plan.input_tokens / max(1, len(chunks))
     chunks_500k = math.ceil(500_000 / (tokens / len(chunks)))
     b, h = shape_calls(chunks_500k, block, fanin)
     in_500k = in_per_chunk * chunks_500k
     print(f"  a 500k-token book: {chunks_500k:,} chunks, {b} block + {h} higher calls, ~{in_500k:,.0f} prompt "
-          f"tokens -> ~{project(in_500k, b + h) / 60:.0f} min")
+          f"tokens -> {project(in_500k, b + h)}")
 
 
 def run_extractive(args, settings: Settings, home: Path) -> None:

@@ -33,9 +33,10 @@ class Settings:
     reranker_model: str = "qwen2.5-coder-0.5b"
     reranker_heads: str = ""  # heads file; empty = the one shipped for reranker_model
     # QR reranker scoring (bookqa/rerank/qr.py): which prompt tokens are the query rows (question = the
-    # question text only; query = late instruction + question + chat suffix, as QRHead), whether to
-    # subtract the "N/A" null-query attention, and sum or max over a candidate's tokens.
-    rerank_question_span: str = "question"
+    # question text only; query = late instruction + question + chat suffix, as QRHead; auto = what the
+    # heads file was detected with, else question), whether to subtract the "N/A" null-query attention,
+    # and sum or max over a candidate's tokens.
+    rerank_question_span: str = "auto"
     rerank_calibrate: bool = False
     rerank_aggregate: str = "sum"
     embed_model: str = "all-minilm-l6-v2"
@@ -45,6 +46,9 @@ class Settings:
     api_key_env: str = "OPENAI_API_KEY"  # name of the variable holding the remote API key
     request_timeout_s: float = 120.0
     generator_n_ctx: int = 8192  # llama.cpp context of the local generator (prompt + answer tokens)
+    # local generator: penalise tokens repeated within the last 64 (llama.cpp's and its server's default;
+    # at 1.0 the 0.5B model loops on long summary prompts, e.g. "The man was a priest of Mitra..." x7)
+    generator_repeat_penalty: float = 1.1
     # --- compute ---
     device: str = "auto"  # auto | cpu | cuda | mps
     dtype: str = "auto"  # auto | float32 | bfloat16 | float16
@@ -61,7 +65,10 @@ class Settings:
     embed_batch_size: int = 32  # chunks per embedding batch
     embed_save_every: int = 8  # batches between resumable checkpoints while embedding
     embed_window_overlap: int = 32  # tokens shared by the windows of a chunk longer than the embedder reads
+    query_threads: int = 1  # torch threads while embedding a query (0 = unchanged); see retrieve/dense.py
     top_n: int = 3  # reranked chunks handed to the generator
+    pointwise_batch_size: int = 16  # (question, passage) pairs per forward of the pointwise baseline reranker
+    eval_fusion_weight: float = 1.0  # bookqa eval "qr_fused": RRF weight of the first-stage order (QR's is 1)
     answer_max_tokens: int = 256  # longest answer the generator may write
     prefix_tokens: int = 512  # summary prefix budget
     summaries: str = "extractive"  # llm | extractive | none
@@ -102,8 +109,9 @@ class Settings:
         return new
 
     def validate(self) -> None:
-        if self.rerank_question_span not in ("question", "query"):
-            raise ConfigError(f"rerank_question_span must be question or query, got {self.rerank_question_span!r}")
+        if self.rerank_question_span not in ("auto", "question", "query"):
+            raise ConfigError(f"rerank_question_span must be auto, question or query, got "
+                              f"{self.rerank_question_span!r}")
         if self.rerank_aggregate not in ("sum", "max"):
             raise ConfigError(f"rerank_aggregate must be sum or max, got {self.rerank_aggregate!r}")
         if self.chunk_tokens < 16:
@@ -119,13 +127,17 @@ class Settings:
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ConfigError(f"unknown dtype {self.dtype!r}")
         for name in ("top_k", "top_n", "summary_block", "summary_fanin", "fusion_depth", "embed_batch_size",
-                     "embed_save_every", "summary_workers"):
+                     "embed_save_every", "summary_workers", "pointwise_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
-        if self.rrf_k < 0 or self.embed_window_overlap < 0:
-            raise ConfigError("rrf_k and embed_window_overlap must not be negative")
+        if self.rrf_k < 0 or self.embed_window_overlap < 0 or self.query_threads < 0:
+            raise ConfigError("rrf_k, embed_window_overlap and query_threads must not be negative")
         if self.bm25_weight < 0 or self.dense_weight < 0 or self.bm25_weight + self.dense_weight == 0:
             raise ConfigError("bm25_weight and dense_weight must not be negative, nor both zero")
+        if self.eval_fusion_weight < 0:
+            raise ConfigError("eval_fusion_weight must not be negative")
+        if self.generator_repeat_penalty <= 0:
+            raise ConfigError("generator_repeat_penalty must be positive (1.0 = off)")
         if self.generator_n_ctx < 512:
             raise ConfigError(f"generator_n_ctx must be at least 512, got {self.generator_n_ctx}")
         if self.summary_fanin < 2:

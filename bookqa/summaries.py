@@ -65,10 +65,18 @@ def make_summarizer(book: Book, settings: Settings, progress: Progress = no_prog
     from .generate import text_completer
 
     max_input = settings.generator_n_ctx - max(BLOCK_TOKENS, GROUP_TOKENS, EVENT_TOKENS) - TEMPLATE_MARGIN
-    return Summarizer(text_completer(generator), generator.count_tokens, mode="llm", model_id=generator.model_id,
+    return Summarizer(text_completer(generator), generator.count_tokens, mode="llm", model_id=_model_key(generator, settings),
                       cache=book.dir / CACHE_FILE, workers=settings.summary_workers,
                       max_input_tokens=max_input, block_tokens=BLOCK_TOKENS, group_tokens=GROUP_TOKENS,
                       event_tokens=EVENT_TOKENS, **common)
+
+
+def _model_key(generator, settings: Settings) -> str:
+    """The model and sampling settings that answers depend on (part of every cache key)."""
+    key = generator.model_id
+    if settings.generator == "local" and key.startswith("llama.cpp:"):
+        key += f";repeat_penalty={settings.generator_repeat_penalty:g}"
+    return key
 
 
 def build_summaries(book: Book, summarizer: Summarizer) -> Tree:
@@ -96,6 +104,7 @@ class SummaryStage:
         llm = settings.summaries == "llm"
         return fingerprint(_chunks_fingerprint(book), settings.summaries,
                            settings.generator if llm else None, settings.generator_model if llm else None,
+                           settings.generator_repeat_penalty if llm and settings.generator == "local" else None,
                            settings.summary_block, settings.summary_fanin, STAGE_VERSION,
                            PROMPT_VERSION if llm else None)
 

@@ -21,6 +21,10 @@ _HEADER_LINE = re.compile(
     r"(?:[:：]\s*(?:\*\*|__)?\s*$|(?:\*\*|__)\s*$)", re.IGNORECASE)
 _INLINE_LABEL = re.compile(r"^\s*(?:\*\*|__)?\s*(?:detailed\s+narrative\s+summary|summary|摘要)\s*[:：]\s*(?:\*\*|__)?\s*",
                            re.IGNORECASE)
+# Instructions echoed back as an opening ("In the third person, past tense, ...").
+_ECHOED_INSTRUCTION = re.compile(
+    r"^(?:(?:written\s+|told\s+)?in\s+(?:the\s+)?(?:third\s+person|past\s+tense)"
+    r"(?:\s*(?:,|and)\s*(?:in\s+)?(?:the\s+)?(?:third\s+person|past\s+tense))?)\s*[,:]\s*", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"[.!?。！？…][\"'”’」』)）\]]*")
 
 
@@ -34,6 +38,9 @@ def clean_summary(text: str) -> str:
     out = _INLINE_LABEL.sub("", out)
     out = re.sub(r"(\*\*|__)", "", out)
     out = re.sub(r"\s+", " ", out).strip()
+    stripped = _ECHOED_INSTRUCTION.sub("", out)
+    if stripped != out and stripped:
+        out = stripped[0].upper() + stripped[1:]
     if len(out) >= 2 and out[0] in "\"“'" and out[-1] in "\"”'" and out.count(out[0]) <= 2:
         out = out[1:-1].strip()
     ends = list(_SENTENCE_END.finditer(out))

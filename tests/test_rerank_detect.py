@@ -195,7 +195,7 @@ def _seed_file(path, n, prefix):
     write_seeds(path, items)
 
 
-def test_detect_end_to_end_and_resume(tmp_path, tiny_dir, settings, monkeypatch):
+def test_detect_end_to_end_and_resume(tmp_path, tiny_dir, settings, monkeypatch, capsys):
     from bookqa.cli import main
     from bookqa.rerank.qr import QRRanker
 
@@ -221,10 +221,18 @@ def test_detect_end_to_end_and_resume(tmp_path, tiny_dir, settings, monkeypatch)
     assert heads["detection"]["n_items"] == 6 and heads["detection"]["n_heldout"] == 3
     text = report.read_text()
     for section in ("Top heads by QR score", "Held-out evaluation", "top-4 (qr)", "Question span",
-                    "All layers vs the layer range", "bookqa -q heads detect" if False else "heads detect"):
+                    "All layers vs the layer range", f"bookqa heads detect --model {tiny_dir} --data"):
         assert section in text
     assert len(list(cache.glob("*.npy"))) == 9
     calls.clear()
     assert main(["-q"] + argv + ["--select", "greedy"]) == 0  # resumes: nothing is recomputed
     assert [c for c in calls if c is not None] == []
     assert "Chosen by `greedy`" in report.read_text()
+    # The written heads file evaluates through the reranker itself.
+    capsys.readouterr()
+    assert main(["-q", "heads", "eval", "--model", str(tiny_dir), "--heads", str(out), "--data",
+                 str(tmp_path / "held.jsonl"), "--json", str(tmp_path / "eval.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "| all | heads |" in printed and "| held | input order |" in printed
+    ev = json.loads((tmp_path / "eval.json").read_text())
+    assert ev["heads"]["n"] == 3 and 0 <= ev["heads"]["R@1"] <= 1

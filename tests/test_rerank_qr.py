@@ -121,3 +121,21 @@ def test_empty_and_invalid_input(settings):
 
     with pytest.raises(ModelError):  # a head set for a bigger model
         QRRanker(model=(tiny_model("qwen3"), tiny_tokenizer()), heads=[(20, 15)], settings=settings)
+
+
+def test_layout_and_span_follow_the_heads_file(tmp_path, monkeypatch):
+    from bookqa.rerank.heads import HeadSet
+    from bookqa.settings import Settings
+
+    recorded = HeadSet(heads=HEADS, detection={"prompt_layout": {"instruction": "Custom task.",
+                                                                 "question_span": "query", "unknown": 1}})
+    pair = (tiny_model("qwen3"), tiny_tokenizer())
+    auto = Settings.from_env(env={})
+    assert auto.rerank_question_span == "auto"
+    r = QRRanker(model=pair, heads=recorded, settings=auto)
+    assert r.layout.instruction == "Custom task." and r.layout.question_span == "query"
+    assert QRRanker(model=pair, heads=recorded, settings=auto, question_span="question").layout.question_span \
+        == "question"
+    forced = Settings.from_env(env={"BOOKQA_RERANK_QUESTION_SPAN": "question"})
+    assert QRRanker(model=pair, heads=recorded, settings=forced).layout.question_span == "question"
+    assert QRRanker(model=pair, heads=HEADS, settings=auto).layout.question_span == "question"

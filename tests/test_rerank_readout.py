@@ -14,7 +14,7 @@ QUESTION = "who was the captain of the ship?"
 HEADS = {0: [0, 3], 2: [1, 2]}  # layer -> query heads; heads 1 and 2 read different KV heads
 
 
-@pytest.mark.parametrize("kind", ["qwen3", "qwen2"])
+@pytest.mark.parametrize("kind", ["qwen3", "qwen2", "llama"])
 @pytest.mark.parametrize("prefix", [None, "Silas sails the ship. Mara writes letters."])
 def test_readout_equals_eager_rows(kind, prefix):
     tok = tiny_tokenizer()

@@ -206,3 +206,13 @@ def test_hybrid_finds_chinese_chunk(embedder, tmp_path):
                               "dense": DenseRetriever(DenseIndex(tmp_path / EMBEDDINGS_FILE, embedder))})
     expected = next(c.id for c in chunks if "白纸灯笼" in c.text)
     assert hybrid.search("书生在白纸灯笼上题了一首诗", 5)[0].chunk_id == expected
+
+
+def test_query_threads_change_nothing_but_speed(embedder):
+    import torch
+
+    before = torch.get_num_threads()
+    plain = embedder.embed_query("Holmes refused to let Watson near him")
+    single = embedder.embed_query("Holmes refused to let Watson near him", threads=1)
+    assert np.allclose(plain, single, atol=1e-5)
+    assert torch.get_num_threads() == before  # the process-wide setting is restored

@@ -98,6 +98,8 @@ def test_clean_summary_strips_labels_and_cut_sentences():
     raw = "**Detailed Narrative Summary:**\n\nEsther arrived. Ada smiled at her and Richard laughed. Then the"
     assert clean_summary(raw) == "Esther arrived. Ada smiled at her and Richard laughed."
     assert clean_summary("Summary: Esther arrived at the house.") == "Esther arrived at the house."
+    assert clean_summary("In the third person, past tense: esther arrived.") == "Esther arrived."
+    assert clean_summary("In the morning, Esther arrived.") == "In the morning, Esther arrived."
 
 
 def test_problem_accepts_normal_prose():

@@ -54,12 +54,17 @@ def book_rows(library: Library) -> list[dict[str, Any]]:
     return rows
 
 
+def _human(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
+    return f"{n / 1024:,.1f} KB" if n < 1024 * 1024 else f"{n / 1024 / 1024:,.1f} MB"
+
+
 def _size(path: Path) -> str:
     try:
-        n = path.stat().st_size
+        return _human(path.stat().st_size)
     except OSError:
         return "?"
-    return f"{n / 1024:,.1f} KB" if n < 1024 * 1024 else f"{n / 1024 / 1024:,.1f} MB"
 
 
 def book_choices(rows: list[dict[str, Any]], ready_only: bool) -> list[tuple[str, str]]:
@@ -103,7 +108,8 @@ def build_app(settings: Optional[Settings] = None) -> gr.Blocks:
         return (views.library_table(rows),
                 gr.Dropdown(choices=ready, value=_pick(ask_current, ready, prefer)),
                 gr.Dropdown(choices=ready, value=_pick(sum_current, ready, prefer)),
-                gr.Dropdown(choices=every, value=_pick(del_current, every, prefer)))
+                # never preselected: deleting takes an explicit choice of book
+                gr.Dropdown(choices=every, value=del_current if del_current in [c[1] for c in every] else None))
 
     # --- handlers ------------------------------------------------------------------------------------
     def on_load():
@@ -119,8 +125,8 @@ def build_app(settings: Optional[Settings] = None) -> gr.Blocks:
             s = request_settings(generator, base_url, model, k, top_n, summaries)
             size = path.stat().st_size
             if size > s.max_upload_bytes:
-                raise InputError(f"{path.name} is {size / 1024 / 1024:.2f} MB; the upload limit is "
-                                 f"{s.max_upload_mb:g} MB (BOOKQA_MAX_UPLOAD_MB)")
+                raise InputError(f"{path.name} is {_human(size)}; the upload limit is {_human(s.max_upload_bytes)} "
+                                 f"(BOOKQA_MAX_UPLOAD_MB={s.max_upload_mb:g})")
             shown_title = (title or "").strip() or path.stem
             report = None
             for update in stream_ingest(s, path, (title or "").strip() or None,
@@ -272,7 +278,7 @@ def build_app(settings: Optional[Settings] = None) -> gr.Blocks:
                     model_box = gr.Textbox(value=base.generator_model, label="Generator model",
                                            elem_id="generator-model")
                 with gr.Row():
-                    k_slider = gr.Slider(1, 200, value=base.top_k, step=1, label="K: candidates to rerank",
+                    k_slider = gr.Slider(1, max(100, base.top_k), value=base.top_k, step=1, label="K: candidates to rerank",
                                          elem_id="top-k")
                     n_slider = gr.Slider(1, 10, value=base.top_n, step=1, label="Passages given to the generator",
                                          elem_id="top-n")

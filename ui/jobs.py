@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -61,7 +61,6 @@ class AnswerUpdate:
     status: str  # what the pipeline is doing (before the first token)
     result: Optional[AskResult] = None  # set on the last update
     tokens: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def stream_answer(book: Book, question: str, settings: Settings, *, k: Optional[int] = None,

@@ -42,7 +42,7 @@ button.bq-node { display: flex; flex-direction: column; align-items: flex-start;
   border: 1px solid #d1d5db; border-radius: 6px; padding: 6px 8px; background: white; cursor: pointer; }
 button.bq-node:hover, button.bq-node.bq-active { border-color: #1d4ed8; background: #eef3fb; }
 .bq-node-id { font-size: 0.8em; color: #1d4ed8; font-weight: 600; }
-.bq-node-text { font-size: 0.85em; color: #374151; }
+.bq-node-text { font-size: 0.85em; color: #374151; font-weight: normal; }
 .bq-node-chunk { margin: 6px 0; border-top: 1px dashed #e5e7eb; padding-top: 4px; }
 """
 

@@ -98,7 +98,7 @@ def ingest_progress(title: str, rows: Sequence[dict[str, Any]], elapsed: float) 
         lines.append(f'<tr><td>{esc(r["stage"])}</td><td>{bar}</td><td class="bq-num">{count}</td>'
                      f"<td>{esc(when)}</td></tr>")
     table = ('<table class="bq-table bq-progress">' + "".join(lines) + "</table>") if lines else \
-        '<div class="bq-muted">reading the file…</div>'
+        '<div class="bq-muted">reading the file and loading the models…</div>'
     return (f'<div class="bq-ingest" data-state="running"><div><b>Ingesting “{esc(title)}”</b> — '
             f"{esc(fmt_seconds(elapsed))} elapsed</div>{table}</div>")
 
@@ -385,7 +385,7 @@ def summary_node(node: Any, chunks: Sequence[Any], shown: int = NODE_CHUNKS_SHOW
     items = []
     for c in chunks[:shown]:
         body = reflowed(c.text, 0, len(c.text)) if reflow else c.text
-        items.append(f'<div class="bq-node-chunk"><div class="bq-muted">chunk {c.id} · {esc(c.location)} · '
+        items.append(f'<div class="bq-node-chunk"><div class="bq-muted">{esc(c.location)} · '
                      f'characters {c.start:,}–{c.end:,}</div><div class="bq-pre">{esc(body)}</div></div>')
     more = (f'<div class="bq-muted">… and {len(chunks) - shown} more chunks</div>'
             if len(chunks) > shown else "")

@@ -43,8 +43,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         if code:
             return code
     if args.ui:
-        from .ui import launch_for
+        from ui.app import launch  # ui depends on bookqa; imported here only
 
-        return launch_for(settings, book_id=book.id)
+        print(f"\nOpening the web app with \"{book.title}\" ready to ask: "
+              f"http://{settings.ui_host}:{settings.ui_port}  (Ctrl+C to stop)", flush=True)
+        launch(settings, auth=None, quiet=args.quiet)
     print("\nNext: bookqa ask BOOK \"question\" | bookqa ui | bookqa show BOOK --chunk N")
     return 0

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
 
 from ..progress import TqdmProgress
@@ -58,6 +57,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "shuffle each item's candidates)")
     b.set_defaults(handler=cmd_build_seeds)
 
+    e = hs.add_parser("eval", help="recall of a head set on seed items, next to the items' input order")
+    e.add_argument("--model", dest="reranker_model")
+    e.add_argument("--heads", dest="reranker_heads", help="heads file or builtin:NAME (default: resolved)")
+    e.add_argument("--data", action="append", required=True, metavar="SEED.jsonl")
+    e.add_argument("--limit", type=int, help="first N items")
+    e.add_argument("--span", choices=("question", "query"), help="question span (default: the heads file's)")
+    e.add_argument("--calibrate", action="store_true", help="subtract the N/A null-query attention")
+    e.add_argument("--aggregate", choices=("sum", "max"))
+    e.add_argument("--json", help="also write the numbers to this JSON file")
+    e.set_defaults(handler=cmd_eval)
+
     s = hs.add_parser("show", help="print the heads the reranker would use for a model")
     s.add_argument("--model", dest="reranker_model")
     s.add_argument("--heads", dest="reranker_heads", help="heads file or builtin:NAME")
@@ -68,7 +78,7 @@ def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
     from ..rerank.detect import detect
 
     progress = TqdmProgress(quiet=args.quiet)
-    command = "bookqa " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
+    command = _detect_command(args, settings)
     try:
         outcome = detect(settings.reranker_model, args.data, settings=settings, heldout=args.heldout,
                          layers=args.layers, top=args.top, heldout_frac=args.heldout_frac, limit=args.limit,
@@ -88,6 +98,24 @@ def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _detect_command(args: argparse.Namespace, settings: Settings) -> str:
+    """The detect command line, rebuilt from the parsed options (recorded in the heads file/report)."""
+    parts = ["bookqa", "heads", "detect", "--model", settings.reranker_model]
+    for path in args.data:
+        parts += ["--data", path]
+    for path in args.heldout:
+        parts += ["--heldout", path]
+    for flag, value in (("--heldout-frac", args.heldout_frac or None), ("--layers", args.layers),
+                        ("--top", args.top), ("--select", args.select), ("--span", args.span),
+                        ("--limit", args.limit), ("--out", args.out), ("--report", args.report),
+                        ("--cache", args.cache), ("--dtype", None if args.dtype == "auto" else args.dtype)):
+        if value is not None:
+            parts += [flag, str(value)]
+    if args.no_compare:
+        parts.append("--no-compare")
+    return " ".join(shlex.quote(p) for p in parts)
+
+
 def cmd_build_seeds(args: argparse.Namespace, settings: Settings) -> int:
     from ..models import fast_tokenizer
     from ..rerank.seeds import build_seeds, write_seeds
@@ -99,6 +127,38 @@ def cmd_build_seeds(args: argparse.Namespace, settings: Settings) -> int:
     n = write_seeds(args.out, items)
     cands = sum(len(it.candidates) for it in items) / max(1, n)
     print(f"wrote {args.out}: {n} items from {args.dataset}, {cands:.1f} candidates per item")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from ..fileio import write_json
+    from ..rerank import QRRanker
+    from ..rerank.detect import evaluate_heads
+    from ..rerank.seeds import read_seeds
+
+    items = [it for path in args.data for it in read_seeds(path)]
+    if args.limit is not None:
+        items = items[:args.limit]
+    progress = TqdmProgress(quiet=args.quiet)
+    try:
+        ranker = QRRanker(settings=settings, question_span=args.span, calibrate=args.calibrate or None,
+                          aggregate=args.aggregate, progress=progress)
+        out = evaluate_heads(ranker, items, progress)
+    finally:
+        progress.close()
+    print(f"{len(items)} items, {out['tokens_per_item']:.0f} prompt tokens and {out['seconds_per_item']:.1f} s "
+          f"per item; heads {ranker.heads.source}, span {ranker.layout.question_span}, "
+          f"calibrate {ranker.calibrate}, aggregate {ranker.aggregate}")
+    print("| source | ranking | R@1 | R@3 | R@5 | Hit@1 | MRR | n |")
+    print("|---|---|---|---|---|---|---|---|")
+    rows = [("all", out)] + sorted(out["by_source"].items())
+    for src, block in rows:
+        for name in ("input_order", "heads"):
+            ev = block[name]
+            print(f"| {src} | {name.replace('_', ' ')} | {ev['R@1']:.3f} | {ev['R@3']:.3f} | {ev['R@5']:.3f} | "
+                  f"{ev['Hit@1']:.3f} | {ev['MRR']:.3f} | {ev['n']} |")
+    if args.json:
+        write_json(args.json, out)
     return 0
 
 

@@ -14,7 +14,7 @@ SNIPPET_CHARS = 100
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="list a book's first-stage retrieval candidates for a query")
     p.add_argument("book", help="book id, unique id prefix, or title")
-    p.add_argument("query")
+    p.add_argument("query", help="a question or phrase to search for")
     p.add_argument("-k", "--top-k", dest="top_k", type=int, help="how many candidates (default 50)")
     p.add_argument("--method", choices=METHODS, default="hybrid",
                    help="hybrid (BM25 + dense, fused; default), bm25 or dense")

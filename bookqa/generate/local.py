@@ -55,6 +55,7 @@ class LocalGenerator:
         self.path = gguf_file(settings.generator_model, settings, progress)
         self.n_ctx = settings.generator_n_ctx
         self.threads = settings.threads
+        self.repeat_penalty = settings.generator_repeat_penalty
         self.model_id = f"llama.cpp:{Path(self.path).name}"
 
     def _llm(self) -> tuple[Any, threading.Lock]:
@@ -68,7 +69,8 @@ class LocalGenerator:
         with lock:
             try:
                 out = llm.create_chat_completion(messages=messages, max_tokens=max_tokens,
-                                                 temperature=temperature, stop=list(stop) if stop else None)
+                                                 temperature=temperature, stop=list(stop) if stop else None,
+                                                 repeat_penalty=self.repeat_penalty)
             except (ValueError, RuntimeError) as exc:
                 raise _overflow(exc, self.n_ctx) from None
         seconds = time.perf_counter() - t0
@@ -87,7 +89,7 @@ class LocalGenerator:
             try:
                 pieces = llm.create_chat_completion(messages=messages, max_tokens=max_tokens,
                                                     temperature=temperature, stop=list(stop) if stop else None,
-                                                    stream=True)
+                                                    repeat_penalty=self.repeat_penalty, stream=True)
                 for chunk in pieces:
                     piece = (chunk["choices"][0].get("delta") or {}).get("content")
                     if piece:

@@ -105,11 +105,12 @@ def _round_robin(items: Sequence[SeedItem], heldout_ids: frozenset = frozenset()
     return out
 
 
-def score_items(ranker, items: Sequence[SeedItem], heads: list[tuple[int, int]], cache: ScoreCache,
+def score_items(get_ranker, items: Sequence[SeedItem], heads: list[tuple[int, int]], cache: ScoreCache,
                 progress: Progress = no_progress, stage: str = "scoring seed items",
                 cached_only: bool = False, heldout_ids: frozenset = frozenset()) -> dict[str, np.ndarray]:
     """(spans, heads, candidates) scores per item id, computing only what the cache lacks (in
-    round-robin source order). ``cached_only``: return what the cache holds and compute nothing."""
+    round-robin source order) with the ranker ``get_ranker()`` returns (built on first need).
+    ``cached_only``: return what the cache holds and compute nothing."""
     out: dict[str, np.ndarray] = {}
     todo = []
     for it in items:
@@ -122,7 +123,7 @@ def score_items(ranker, items: Sequence[SeedItem], heads: list[tuple[int, int]],
         return out
     progress(stage, len(out), len(items))
     for it in _round_robin(todo, heldout_ids):
-        scores, _ = ranker.head_scores(it.question, it.candidates, heads=heads, spans=SPANS)
+        scores, _ = get_ranker().head_scores(it.question, it.candidates, heads=heads, spans=SPANS)
         cache.put(it, scores)
         out[it.id] = scores.astype(np.float32)
         progress(stage, len(out), len(items))
@@ -220,12 +221,13 @@ def detect(model: str, data: Sequence[str], *, settings, heldout: Sequence[str] 
            out: Optional[Path] = None, report_path: Optional[Path] = None, command: str = "",
            dtype: str = "auto", cached_only: bool = False, progress: Progress = no_progress) -> DetectionOutcome:
     from ..models import causal_lm_source
-    from .qr import QRRanker, load_model, load_tokenizer
+    from .prompt import PromptLayout
+    from .qr import QRRanker, load_model, load_tokenizer, resolve_dtype
     from .seeds import read_seeds
 
     if select not in SELECT_METHODS:
         raise ConfigError(f"--select must be one of {', '.join(SELECT_METHODS)}")
-    span = span or settings.rerank_question_span
+    span = span or (settings.rerank_question_span if settings.rerank_question_span != "auto" else "question")
     if span not in SPANS:
         raise ConfigError(f"question span must be one of {', '.join(SPANS)}")
     items: list[SeedItem] = [it for path in data for it in read_seeds(path)]
@@ -244,20 +246,33 @@ def detect(model: str, data: Sequence[str], *, settings, heldout: Sequence[str] 
     range_layers = parse_layers(layers, n_layers)
     scan_layers = list(range(n_layers)) if (layers and compare_all) else range_layers
     all_heads = [(l, h) for l in scan_layers for h in range(n_heads)]
-    progress("loading model", 0, 1)
-    loaded = load_model(source, device=settings.device if settings.device != "auto" else "cpu",
-                        dtype=dtype if dtype != "auto" else settings.dtype, keep_layers=max(scan_layers) + 1)
-    ranker = QRRanker(model=(loaded, load_tokenizer(source)), heads=all_heads, settings=settings,
-                      question_span=span)
-    ranker.model_name = model
-    progress("loading model", 1, 1)
-    context = {"model": model, "source": source, "dtype": ranker.dtype, "layout": ranker.layout.to_json(),
-               "heads": all_heads, "spans": SPANS}
+    device = settings.device if settings.device != "auto" else "cpu"
+    dtype_name = str(resolve_dtype(dtype if dtype != "auto" else settings.dtype, device)).removeprefix("torch.")
+    layout = PromptLayout(question_span=span)
+    loaded_ranker: list = []
+
+    def get_ranker():
+        """The model is loaded only when something has to be computed (not for a cached-only look)."""
+        if not loaded_ranker:
+            progress("loading model", 0, 1)
+            loaded = load_model(source, device=device, dtype=dtype_name, keep_layers=max(scan_layers) + 1)
+            ranker = QRRanker(model=(loaded, load_tokenizer(source)), heads=all_heads, settings=settings,
+                              layout=layout, calibrate=False, aggregate="sum")  # the QR score proper
+            ranker.model_name = model
+            progress("loading model", 1, 1)
+            loaded_ranker.append(ranker)
+        return loaded_ranker[0]
+
+    # Everything the cached scores depend on (a change here invalidates the cache). The cached scores
+    # hold both question-span conventions, so the span choice is not part of the key.
+    context = {"model": model, "source": source, "dtype": dtype_name,
+               "layout": {**layout.to_json(), "question_span": "question"}, "heads": all_heads, "spans": SPANS}
     cache = ScoreCache(cache_dir or Path(str(out or "heads.json") + ".cache"), context)
 
     started = time.perf_counter()
-    everything = score_items(ranker, select_items + held_items, all_heads, cache, progress, "scoring seed items",
-                             cached_only=cached_only, heldout_ids=frozenset(it.id for it in held_items))
+    everything = score_items(get_ranker, select_items + held_items, all_heads, cache, progress,
+                             "scoring seed items", cached_only=cached_only,
+                             heldout_ids=frozenset(it.id for it in held_items))
     elapsed = time.perf_counter() - started
     if cached_only:  # a look at a run in progress: only the items scored so far
         select_items = [it for it in select_items if it.id in everything]
@@ -283,17 +298,15 @@ def detect(model: str, data: Sequence[str], *, settings, heldout: Sequence[str] 
         detection={"method": f"{select} (QR score = mean over items of the gold candidates' attention mass)",
                    "question_span": span, "data": [str(p) for p in data], "heldout": [str(p) for p in heldout],
                    "heldout_frac": heldout_frac, "n_items": len(select_items), "n_heldout": len(held_items),
-                   "layers": [min(range_layers), max(range_layers)], "dtype": ranker.dtype,
-                   "prompt_layout": ranker.layout.to_json(), "command": command},
+                   "layers": [min(range_layers), max(range_layers)], "dtype": dtype_name,
+                   "prompt_layout": layout.to_json(), "command": command},
         date=_dt.date.today().isoformat(), scores=[float(qr[i]) for i in chosen], source=str(out or ""))
-    if out:
-        save_heads(out, heads)
 
     evaluations: dict[str, Any] = {}
     lines = [f"# QR heads for {model}", ""]
     if command:
         lines += ["Command:", "", "```", command, "```", ""]
-    lines += [f"- Date: {heads.date}; model source `{source}`; dtype {ranker.dtype}; question span `{span}`",
+    lines += [f"- Date: {heads.date}; model source `{source}`; dtype {dtype_name}; question span `{span}`",
               f"- Selection items: {len(select_items)} ({_counts(select_items)}); held-out: {len(held_items)} "
               f"({_counts(held_items)})",
               f"- Scanned layers {min(scan_layers)}-{max(scan_layers)} ({len(all_heads)} heads); selection among "
@@ -365,8 +378,8 @@ def detect(model: str, data: Sequence[str], *, settings, heldout: Sequence[str] 
         ev_all = evaluate(held_m, held_g, a_chosen)
         ev_rng = evaluate(held_m, held_g, chosen)
         timed = [] if cached_only else held_items[:3]
-        t_all = _prefill_time(ranker, timed, [all_heads[i] for i in a_chosen])
-        t_rng = _prefill_time(ranker, timed, [all_heads[i] for i in chosen])
+        t_all = _prefill_time(get_ranker, timed, [all_heads[i] for i in a_chosen])
+        t_rng = _prefill_time(get_ranker, timed, [all_heads[i] for i in chosen])
         deep_all = max(all_heads[i][0] for i in a_chosen)
         deep_rng = max(all_heads[i][0] for i in chosen)
         lines += ["## All layers vs the layer range", "",
@@ -380,15 +393,49 @@ def detect(model: str, data: Sequence[str], *, settings, heldout: Sequence[str] 
         evaluations["all_vs_range"] = {"all": {**ev_all, "deepest": deep_all, "prefill_s": t_all,
                                                "heads": [list(all_heads[i]) for i in a_chosen]},
                                        "range": {**ev_rng, "deepest": deep_rng, "prefill_s": t_rng}}
+    if held_items:
+        ev = evaluate(held_m, held_g, chosen)
+        heads.detection["heldout_eval"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in ev.items()}
+        if "span" in evaluations:
+            heads.detection["other_span"] = {"span": other, "heads": evaluations["span"][f"{other}_heads"],
+                                             "heldout_eval": {k: round(v, 4) if isinstance(v, float) else v
+                                                              for k, v in evaluations["span"][other].items()}}
+    if out:
+        save_heads(out, heads)
     report = "\n".join(lines) + "\n"
     if report_path:
         write_text(report_path, report)
     return DetectionOutcome(heads=heads, report=report, evaluations=evaluations)
 
 
-def _prefill_time(ranker, items: Sequence[SeedItem], heads: list[tuple[int, int]]) -> float:
+def evaluate_heads(ranker, items: Sequence[SeedItem], progress: Progress = no_progress) -> dict[str, Any]:
+    """Recall of ``ranker`` (its heads, span, calibration, aggregation) on seed items, next to the
+    items' input order (the retriever's ranking when the seed file kept it)."""
+    mats, golds, seconds, tokens = [], [], [], []
+    progress("evaluating heads", 0, len(items))
+    for i, it in enumerate(items):
+        res = ranker.rank(it.question, it.candidates)
+        scores = np.zeros(len(it.candidates))
+        for r in res:
+            scores[r.index] = r.score
+        mats.append(scores[None])
+        golds.append(it.gold)
+        seconds.append(res.timings["total"])
+        tokens.append(res.info["prompt_tokens"])
+        progress("evaluating heads", i + 1, len(items))
+    out = {"heads": evaluate(mats, golds, [0]), "input_order": evaluate(mats, golds, None),
+           "seconds_per_item": float(np.mean(seconds)) if seconds else float("nan"),
+           "tokens_per_item": float(np.mean(tokens)) if tokens else float("nan")}
+    out["by_source"] = {src: {"heads": evaluate([mats[i] for i in idx], [golds[i] for i in idx], [0]),
+                              "input_order": evaluate([mats[i] for i in idx], [golds[i] for i in idx], None)}
+                        for src, idx in _by_source(items).items()}
+    return out
+
+
+def _prefill_time(get_ranker, items: Sequence[SeedItem], heads: list[tuple[int, int]]) -> float:
     times = []
     for it in items:
+        ranker = get_ranker()
         t = time.perf_counter()
         ranker.head_scores(it.question, it.candidates, heads=heads)
         times.append(time.perf_counter() - t)

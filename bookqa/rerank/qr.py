@@ -134,9 +134,7 @@ class QRRanker(Reranker):
         if self.aggregate not in AGGREGATES:
             raise ConfigError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
         self.calibrate = settings.rerank_calibrate if calibrate is None else bool(calibrate)
-        span = question_span or (layout.question_span if layout else settings.rerank_question_span)
-        base_layout = layout or PromptLayout()
-        self.layout = PromptLayout(**{**base_layout.to_json(), "question_span": span})
+        self._layout_arg, self._span_arg = layout, question_span
         if settings.threads > 0:
             torch.set_num_threads(settings.threads)
 
@@ -161,6 +159,7 @@ class QRRanker(Reranker):
                                     keep_layers=self.heads.deepest_layer + 1)
             self.tokenizer = load_tokenizer(source)
             progress("loading reranker model", 1, 1)
+        self.layout = self._choose_layout(settings)
         check_supported(self.model)
         decoder = decoder_of(self.model)
         cfg = decoder.config
@@ -170,6 +169,22 @@ class QRRanker(Reranker):
                              f"{self.heads.deepest_layer}")
         self.max_positions = int(getattr(cfg, "max_position_embeddings", 0) or 0)
         self._lock = threading.Lock()
+
+    def _choose_layout(self, settings: Settings) -> PromptLayout:
+        """The prompt layout: the argument, else the one the heads were detected with (recorded in the
+        heads file), else the default. The question span: the argument, else the setting unless it is
+        "auto", else the layout's."""
+        layout = self._layout_arg
+        if layout is None:
+            recorded = self.heads.detection.get("prompt_layout")
+            if isinstance(recorded, dict):
+                known = set(PromptLayout().to_json())
+                layout = PromptLayout(**{k: v for k, v in recorded.items() if k in known})
+            else:
+                layout = PromptLayout()
+        span = self._span_arg or (settings.rerank_question_span if settings.rerank_question_span != "auto"
+                                  else None) or layout.question_span
+        return PromptLayout(**{**layout.to_json(), "question_span": span})
 
     # ------------------------------------------------------------------------------------------
     @property

@@ -136,11 +136,13 @@ def _dense(book: "Book", settings: Settings) -> DenseRetriever:
     model = st.get("model") or settings.embed_model
     overlap = int(st.get("window_overlap", settings.embed_window_overlap))
     device = resolve_device(settings.device)
-    key = ("dense", str(book.dir.resolve()), st.get("fingerprint"), model, device, settings.embed_query_prefix)
+    key = ("dense", str(book.dir.resolve()), st.get("fingerprint"), model, device, settings.embed_query_prefix,
+           settings.query_threads, settings.threads)
 
     def make() -> DenseRetriever:
         embedder = load_embedder(model, device, settings.threads, overlap)
-        return DenseRetriever(DenseIndex(book.dir / EMBEDDINGS_FILE, embedder, settings.embed_query_prefix))
+        return DenseRetriever(DenseIndex(book.dir / EMBEDDINGS_FILE, embedder, settings.embed_query_prefix,
+                                         settings.query_threads))
 
     return _cached(key, make)
 

@@ -1,0 +1,116 @@
+"""``bookqa eval DATASET --data PATH``: run every configuration on a dataset and write a report.
+
+Results go to ``--out`` (default ``./eval-out/<dataset>``): ``<dataset>.jsonl`` (one row per question,
+appended as each finishes), ``<dataset>-report.{md,json}``, ``<dataset>-run.json`` and
+``<dataset>-books.json``. ``--resume`` continues a run (or adds configurations to it); ``--report-only``
+rewrites the report from the results file without running anything.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from ..progress import TqdmProgress
+from ..settings import Settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..evaluate.configs import ALL_CONFIGS
+    from ..evaluate.datasets import DATASETS
+
+    p = sub.add_parser("eval", help="evaluate retrieval, reranking and answers on a QA dataset",
+                       description="Evaluate first-stage retrieval, QR reranking, baselines and answers on a dataset "
+                                   "in its official format; writes per-question JSONL and a Markdown/JSON report.")
+    p.add_argument("dataset", choices=DATASETS, help="dataset format")
+    p.add_argument("--data", required=True, type=Path, help="dataset file or folder (official format)")
+    p.add_argument("--books", nargs="+", metavar="BOOK",
+                   help="a number N (the first N documents) or document ids / id prefixes / title parts")
+    p.add_argument("--per-book", type=int, metavar="N",
+                   help="at most N questions per document: a seeded random sample, kept in file order")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --per-book sample (default 0)")
+    p.add_argument("--sample", type=int, metavar="N",
+                   help="a seeded random sample of N questions of the selection, kept in file order")
+    p.add_argument("--limit", type=int, metavar="N", help="at most N questions in all (the first N)")
+    p.add_argument("--configs", metavar="LIST",
+                   help=f"comma-separated configurations (default: all but qr_trained): {', '.join(ALL_CONFIGS)}")
+    p.add_argument("--k", dest="eval_k", type=int, metavar="K",
+                   help="first-stage candidates per question, reranked by every reranker (default: top_k, 50)")
+    p.add_argument("--trained", type=Path, metavar="DIR", help="a trained QRRanker checkpoint (adds qr_trained)")
+    p.add_argument("--fusion-weight", type=float, help="qr_fused: RRF weight of the first-stage order (QR's is 1)")
+    p.add_argument("--answers", dest="answers", action="store_true", default=None,
+                   help="generate and score answers (default for narrativeqa, locomo, quality, detectiveqa)")
+    p.add_argument("--no-answers", dest="answers", action="store_false", help="retrieval metrics only")
+    p.add_argument("--answer-config", default="qr", help="configuration whose top evidence the generator reads (default qr)")
+    p.add_argument("--include-adversarial", action="store_true", help="LoCoMo: keep category 5 (adversarial)")
+    p.add_argument("--split", help="NarrativeQA official CSVs: the split to read (default test)")
+    p.add_argument("--stories", type=Path, help="NarrativeQA: folder of story texts (<id>.content or <id>.txt)")
+    p.add_argument("--lang", choices=("en", "zh", "both"), default="both", help="DetectiveQA Hub layout: languages")
+    p.add_argument("--out", type=Path, help="output folder (default ./eval-out/<dataset>)")
+    p.add_argument("--books-home", type=Path, help="where the evaluation's books are stored (default <home>/eval)")
+    p.add_argument("--resume", action="store_true", help="continue a run in --out: skip finished questions")
+    p.add_argument("--report-only", action="store_true", help="rewrite the report from the results file and stop")
+    # model settings shared with `bookqa ask`
+    p.add_argument("--reranker-model", dest="reranker_model", help="QR reranker model (name, hub id, dir)")
+    p.add_argument("--heads", dest="reranker_heads", help="QR heads file (default: shipped for the model)")
+    p.add_argument("--generator", choices=("local", "remote"), help="answer generator: local llama.cpp or remote")
+    p.add_argument("--base-url", dest="base_url", help="OpenAI-compatible server for --generator remote")
+    p.add_argument("--model", dest="generator_model", help="generator model: GGUF name/path, or remote name")
+    p.add_argument("--top", dest="top_n", type=int, help="evidence chunks given to the generator (default 3)")
+    p.set_defaults(handler=cmd_eval)
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from ..evaluate.configs import build_configs, parse_config_names
+    from ..evaluate.corpus import eval_settings
+    from ..evaluate.datasets import load_dataset
+    from ..evaluate.report import write_report
+    from ..evaluate.runner import ANSWER_BY_DEFAULT, Runner, read_rows, select
+
+    out = args.out or Path("eval-out") / args.dataset
+    if args.report_only:
+        rows = list(read_rows(out / f"{args.dataset}.jsonl").values())
+        md, js = write_report(out, args.dataset, rows)
+        print(f"report: {md} ({len(rows)} questions)")
+        return 0
+
+    settings = eval_settings(settings, args.books_home)
+    if args.fusion_weight is not None:
+        settings = settings.replace(eval_fusion_weight=args.fusion_weight)
+    options = {}
+    if args.dataset == "narrativeqa":
+        options = {"split": args.split, "stories_dir": args.stories}
+    elif args.dataset == "detectiveqa":
+        options = {"langs": ("en", "zh") if args.lang == "both" else (args.lang,)}
+    data = load_dataset(args.dataset, args.data, **options)
+    selection = select(data, books=args.books, per_book=args.per_book, limit=args.limit,
+                       include_adversarial=args.include_adversarial, seed=args.seed, sample=args.sample)
+    names = parse_config_names(args.configs, args.trained)
+    configs = build_configs(names, settings, trained=args.trained)
+    answers = args.answers if args.answers is not None else (args.dataset in ANSWER_BY_DEFAULT)
+    if answers and args.answer_config not in [c.name for c in configs]:
+        print(f"bookqa eval: answers need configuration {args.answer_config!r}, which this run does not include; "
+              "answers are skipped (add it to --configs, or pick --answer-config)", file=sys.stderr)
+        answers = False
+    k = args.eval_k or settings.top_k
+    meta = {"command": "bookqa " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "bookqa eval",
+            "selection": {"books": args.books, "per_book": args.per_book, "sample": args.sample, "seed": args.seed,
+                          "limit": args.limit},
+            "settings": {"reranker": settings.reranker_model, "heads": settings.reranker_heads or "shipped",
+                         "embedder": settings.embed_model, "generator": f"{settings.generator}:{settings.generator_model}",
+                         "chunk_tokens": settings.chunk_tokens, "summaries": settings.summaries,
+                         "device": settings.device, "dtype": settings.dtype}}
+    print(f"{data.name}: {len(selection.questions)} questions on {len(selection.documents)} documents; "
+          f"configurations {', '.join(c.name for c in configs)}; K = {k}; answers {'on' if answers else 'off'}",
+          file=sys.stderr)
+    progress = TqdmProgress(quiet=args.quiet)
+    runner = Runner(data, selection, configs, settings, out, k=k, answers=answers, answer_config=args.answer_config,
+                    resume=args.resume, progress=progress, show_bar=not args.quiet, meta=meta)
+    try:
+        runner.run()
+    finally:
+        progress.close()
+    md, _ = runner.report_paths
+    print(f"results: {runner.results_path}\nreport: {md}")
+    return 0

@@ -1,0 +1,252 @@
+"""The configurations one evaluation run compares, all on identical candidates.
+
+``bm25``, ``dense``, ``hybrid``      first-stage retrieval, top-K each (K = --k, default 50)
+``qr``                               QRRanker with the shipped heads, reranking the hybrid top-K
+``qr_prefix``                        the same with the summary prefix (the book's extractive summaries)
+``qr_trained``                       QRRanker from a trained checkpoint (``--trained DIR``)
+``qr_fused``                         RRF of the ``qr`` order and the hybrid order (first-stage weight
+                                     ``settings.eval_fusion_weight``, QR's weight 1)
+``pointwise``                        yes/no logits of the same backbone, one pair at a time
+
+Every reranking configuration reads the same candidate list (the hybrid top-K computed once per
+question and stored in the results file), so differences are the reranker's alone. Each run of a
+configuration returns the ranked chunk ids, their scores and the seconds it took.
+"""
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from ..errors import ConfigError
+from ..settings import Settings
+
+FIRST_STAGE = ("bm25", "dense", "hybrid")
+ALL_CONFIGS = ("bm25", "dense", "hybrid", "qr", "qr_prefix", "qr_trained", "qr_fused", "pointwise")
+DEFAULT_CONFIGS = ("bm25", "dense", "hybrid", "qr", "qr_prefix", "qr_fused", "pointwise")
+CANDIDATES_METHOD = "hybrid"
+
+
+@dataclass
+class ConfigResult:
+    chunk_ids: list[int]  # best first
+    scores: list[float]
+    seconds: float  # wall time of this configuration for the question (what a user would wait)
+    timings: dict[str, float] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"chunk_ids": self.chunk_ids, "scores": [round(float(s), 6) for s in self.scores],
+                "seconds": round(self.seconds, 4), "timings": {k: round(v, 4) for k, v in self.timings.items()},
+                "info": self.info}
+
+
+@dataclass
+class QuestionContext:
+    """What a configuration may read for one question."""
+
+    book: Any  # bookqa.store.Book
+    question: str
+    k: int
+    settings: Settings
+    candidates: list[dict[str, Any]]  # the hybrid top-K: {"chunk_id", "rank", "score", "ranks"}
+    candidates_seconds: float
+    results: dict[str, dict[str, Any]]  # configurations already run for this question (stored form)
+
+    @property
+    def candidate_ids(self) -> list[int]:
+        return [c["chunk_id"] for c in self.candidates]
+
+
+class Config(ABC):
+    name: str
+    needs_candidates = False
+    depends: tuple[str, ...] = ()
+    needs_dense = False
+    needs_summaries = False
+
+    def setup(self) -> None:
+        """Load what the configuration needs (models) before the first question."""
+
+    @abstractmethod
+    def run(self, ctx: QuestionContext) -> ConfigResult: ...
+
+
+class FirstStageConfig(Config):
+    def __init__(self, method: str, settings: Settings):
+        self.name = self.method = method
+        self.needs_dense = method == "dense" or (method == "hybrid" and settings.dense_weight > 0)
+
+    def run(self, ctx: QuestionContext) -> ConfigResult:
+        if self.method == CANDIDATES_METHOD:  # the candidates are this configuration's own top-K
+            return ConfigResult(ctx.candidate_ids, [c["score"] for c in ctx.candidates], ctx.candidates_seconds,
+                                {"search": ctx.candidates_seconds})
+        t0 = time.perf_counter()
+        found = ctx.book.search(ctx.question, k=ctx.k, method=self.method, settings=ctx.settings)
+        seconds = time.perf_counter() - t0
+        return ConfigResult([c.chunk_id for c in found], [c.score for c in found], seconds, {"search": seconds})
+
+
+class RerankConfig(Config):
+    """A reranker over the hybrid candidates, optionally with the summary prefix."""
+
+    needs_candidates = True
+
+    def __init__(self, name: str, make_reranker: Callable[[], Any], prefix: bool = False):
+        self.name = name
+        self.make_reranker = make_reranker
+        self.prefix = prefix
+        self.needs_summaries = prefix
+        self._reranker = None
+
+    @property
+    def reranker(self):
+        if self._reranker is None:
+            self._reranker = self.make_reranker()
+        return self._reranker
+
+    def setup(self) -> None:
+        _ = self.reranker
+
+    def run(self, ctx: QuestionContext) -> ConfigResult:
+        chunks = ctx.book.chunks
+        ids = ctx.candidate_ids
+        timings: dict[str, float] = {}
+        info: dict[str, Any] = {}
+        t0 = time.perf_counter()
+        prefix_text = None
+        if self.prefix:
+            from ..summaries import summary_prefix
+
+            prefix = summary_prefix(ctx.book, ids, ctx.settings)
+            prefix_text = prefix.text or None
+            timings["prefix"] = time.perf_counter() - t0
+            info.update(prefix_tokens=prefix.tokens, prefix_summaries=list(prefix.used))
+        t1 = time.perf_counter()
+        results = self.reranker.rank(ctx.question, [chunks[i] for i in ids], prefix=prefix_text)
+        timings["rerank"] = time.perf_counter() - t1
+        for key, value in (results.timings or {}).items():
+            timings[f"rerank.{key}"] = float(value)
+        for key in ("prompt_tokens", "tokens", "pairs", "batches", "heads", "heads_source", "dtype", "model"):
+            if key in results.info:
+                info[key] = results.info[key]
+        seconds = time.perf_counter() - t0
+        return ConfigResult(results.chunk_ids, [r.score for r in results.results], seconds, timings, info)
+
+
+class FusedConfig(Config):
+    """RRF of a reranker's order and the first-stage order: score = 1/(rrf_k + rank_rerank) +
+    w/(rrf_k + rank_first_stage). Reads the reranker's stored result, so it costs no extra forward; its
+    seconds are the reranker's plus the fusion."""
+
+    needs_candidates = True
+
+    def __init__(self, name: str, base: str, weight: float, rrf_k: int):
+        self.name = name
+        self.base = base
+        self.depends = (base,)
+        self.weight = weight
+        self.rrf_k = rrf_k
+
+    def run(self, ctx: QuestionContext) -> ConfigResult:
+        from ..retrieve.fusion import reciprocal_rank_fusion
+
+        base = ctx.results[self.base]
+        t0 = time.perf_counter()
+        fused = reciprocal_rank_fusion(
+            {self.base: list(zip(base["chunk_ids"], base["scores"])),
+             "first_stage": [(c["chunk_id"], c["score"]) for c in ctx.candidates]},
+            {self.base: 1.0, "first_stage": self.weight}, k=self.rrf_k)
+        fusion = time.perf_counter() - t0
+        return ConfigResult([c.chunk_id for c in fused], [c.score for c in fused], float(base["seconds"]) + fusion,
+                            {"fusion": fusion}, {"base": self.base, "weight": self.weight, "rrf_k": self.rrf_k})
+
+
+# --- building the set for a run ------------------------------------------------------------------
+
+_POINTWISE: dict[tuple, Any] = {}
+
+
+def get_pointwise(settings: Settings):
+    """The pointwise baseline for these settings, loaded once per process."""
+    from ..rerank.pointwise import PointwiseReranker
+
+    key = (settings.reranker_model, settings.device, settings.dtype, settings.pointwise_batch_size,
+           str(settings.models_dir))
+    if key not in _POINTWISE:
+        _POINTWISE[key] = PointwiseReranker(settings.reranker_model, settings=settings)
+    return _POINTWISE[key]
+
+
+def parse_config_names(spec: Optional[str | Sequence[str]], trained: Optional[Path] = None) -> list[str]:
+    """Config names from "a,b,c" (or a list); default: all but ``qr_trained``, plus it with --trained."""
+    if spec is None or spec == "" or spec == "all":
+        names = list(DEFAULT_CONFIGS) + (["qr_trained"] if trained else [])
+    else:
+        raw = spec.split(",") if isinstance(spec, str) else list(spec)
+        names = [n.strip().lower().replace("-", "_").replace("+", "") for n in raw if n.strip()]
+    unknown = [n for n in names if n not in ALL_CONFIGS]
+    if unknown:
+        raise ConfigError(f"unknown configuration(s) {', '.join(unknown)}; choose from {', '.join(ALL_CONFIGS)}")
+    if "qr_trained" in names and trained is None:
+        raise ConfigError("configuration qr_trained needs --trained DIR (a trained QRRanker checkpoint)")
+    return list(dict.fromkeys(names))
+
+
+def build_configs(names: Sequence[str], settings: Settings, trained: Optional[Path] = None,
+                  rerankers: Optional[dict[str, Any]] = None) -> list[Config]:
+    """Configurations in run order (first stage, rerankers, fusions); a fusion brings in the reranker
+    it reads. ``rerankers`` overrides the reranker object of "qr" / "qr_prefix" / "qr_trained" /
+    "pointwise" (tests pass tiny models)."""
+    rerankers = dict(rerankers or {})
+    names = list(names)
+    if "qr_fused" in names and "qr" not in names:
+        names.insert(names.index("qr_fused"), "qr")
+
+    def shipped():
+        if "qr" in rerankers:
+            return rerankers["qr"]
+        from ..pipeline import get_reranker
+
+        return get_reranker(settings)
+
+    def make(name: str) -> Config:
+        if name in FIRST_STAGE:
+            return FirstStageConfig(name, settings)
+        if name == "qr":
+            return RerankConfig("qr", shipped)
+        if name == "qr_prefix":
+            return RerankConfig("qr_prefix", lambda: rerankers.get("qr_prefix") or shipped(), prefix=True)
+        if name == "qr_trained":
+            def trained_ranker():
+                if "qr_trained" in rerankers:
+                    return rerankers["qr_trained"]
+                from ..pipeline import get_reranker
+
+                return get_reranker(settings.replace(reranker_model=str(trained), reranker_heads=""))
+            return RerankConfig("qr_trained", trained_ranker)
+        if name == "pointwise":
+            return RerankConfig("pointwise", lambda: rerankers.get("pointwise") or get_pointwise(settings))
+        if name == "qr_fused":
+            return FusedConfig("qr_fused", "qr", settings.eval_fusion_weight, settings.rrf_k)
+        raise ConfigError(f"unknown configuration {name!r}")
+
+    configs = [make(n) for n in names]
+    rank = {"first": 0, "rerank": 1, "fused": 2}
+    kind = lambda c: "first" if isinstance(c, FirstStageConfig) else ("fused" if isinstance(c, FusedConfig) else "rerank")  # noqa: E731
+    return sorted(configs, key=lambda c: rank[kind(c)])
+
+
+def closure(name: str, configs: Sequence[Config]) -> set[str]:
+    """``name`` and every configuration it reads."""
+    by_name = {c.name: c for c in configs}
+    out, todo = set(), [name]
+    while todo:
+        n = todo.pop()
+        if n in out or n not in by_name:
+            continue
+        out.add(n)
+        todo.extend(by_name[n].depends)
+    return out

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Phase 1 of the development run: first-stage configurations on every selected question (cheap), while
+# the shipped QR heads file does not exist yet. Resumable: re-running skips finished questions.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+D=/work/shared/data
+BQ=".venv/bin/python -m bookqa -q"
+$BQ eval locomo --data $D/locomo/locomo10.json --books 2 --configs bm25,dense,hybrid --k 20 \
+    --out docs/eval/locomo --resume
+$BQ eval musique --data $D/musique/musique_ans_v1.0_migres_eval200.jsonl --configs bm25,dense,hybrid --k 20 \
+    --out docs/eval/musique --resume
+$BQ eval narrativeqa --data $D/narrativeqa/qaps_dev.jsonl --books 5 --configs bm25,dense,hybrid --k 20 \
+    --out docs/eval/narrativeqa --resume

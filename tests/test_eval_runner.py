@@ -1,0 +1,177 @@
+"""The evaluation loop on fixtures: rows, resume, configurations on identical candidates, the report and
+the CLI. BM25-only first stage (dense weight 0) and tiny random models; nothing heavy."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bookqa.cli import main
+from bookqa.errors import ConfigError
+from bookqa.evaluate.configs import build_configs, parse_config_names
+from bookqa.evaluate.corpus import eval_settings
+from bookqa.evaluate.datasets import load_dataset
+from bookqa.evaluate.metrics import recall_at_k
+from bookqa.evaluate.runner import Runner, read_rows, select
+from bookqa.rerank import QRRanker
+from bookqa.rerank.pointwise import PointwiseReranker
+
+from conftest import FIXTURES
+from test_rerank_tiny import tiny_model, tiny_tokenizer
+
+EVAL = FIXTURES / "eval"
+
+
+@pytest.fixture
+def esettings(settings, tmp_path):
+    return eval_settings(settings.replace(dense_weight=0.0, chunk_tokens=64), tmp_path / "evalbooks")
+
+
+def _runner(data, names, esettings, out, resume=False, rerankers=None, **kw):
+    selection = select(data, **{k: kw.pop(k) for k in ("books", "per_book", "limit") if k in kw})
+    configs = build_configs(names, esettings, rerankers=rerankers)
+    return Runner(data, selection, configs, esettings, out, k=kw.pop("k", 10), resume=resume, show_bar=False, **kw)
+
+
+def test_bm25_run_writes_rows_and_report(esettings, tmp_path):
+    data = load_dataset("musique", EVAL / "musique" / "musique_mini.jsonl")
+    runner = _runner(data, ["bm25", "hybrid"], esettings, tmp_path / "out")
+    rows = runner.run()
+    assert runner.calls == {"bm25": 2, "hybrid": 2}
+    stored = read_rows(tmp_path / "out" / "musique.jsonl")
+    assert list(stored) == ["2hop__1_2", "3hop1__3_4_5"]
+    row = stored["2hop__1_2"]
+    assert row["gold"]["chunk_ids"] == [1, 3] and row["gold"]["evidence"]["items"] == ["1", "3"]
+    assert row["book"]["chunks"] == 6 and row["k"] == 10
+    # with the dense weight at 0 the hybrid order is BM25's order (one retriever fused)
+    assert row["configs"]["hybrid"]["chunk_ids"] == row["configs"]["bm25"]["chunk_ids"]
+    assert [c["chunk_id"] for c in row["candidates"]["items"]] == row["configs"]["hybrid"]["chunk_ids"]
+    report = json.loads((tmp_path / "out" / "musique-report.json").read_text())
+    expected = sum(recall_at_k(r["configs"]["bm25"]["chunk_ids"], r["gold"]["chunk_ids"], 3) for r in rows.values()) / 2
+    assert report["configs"]["bm25"]["recall"]["R@3"]["mean"] == pytest.approx(expected)
+    assert report["counts"]["done"] == 2 and report["counts"]["excluded_no_gold"] == 0 and not report["partial"]
+    md = (tmp_path / "out" / "musique-report.md").read_text()
+    assert "| bm25 | 2 |" in md and "R@50" in md and "95% bootstrap" in md
+
+
+def test_resume_skips_finished_questions_and_adds_configs(esettings, tmp_path):
+    data = load_dataset("musique", EVAL / "musique" / "musique_mini.jsonl")
+    out = tmp_path / "out"
+    first = _runner(data, ["bm25"], esettings, out)
+    first.run()
+    assert first.calls == {"bm25": 2}
+    with pytest.raises(ConfigError, match="--resume"):
+        _runner(data, ["bm25"], esettings, out).run()
+    again = _runner(data, ["bm25"], esettings, out, resume=True)
+    again.run()
+    assert again.calls == {"bm25": 0}
+    # a killed run can leave a torn last line: it is ignored
+    with open(out / "musique.jsonl", "a", encoding="utf-8") as fh:
+        fh.write('{"qid": "2hop__1_2", "configs": {"bm')
+    more = _runner(data, ["bm25", "hybrid"], esettings, out, resume=True)
+    more.run()
+    assert more.calls == {"bm25": 0, "hybrid": 2}
+    rows = read_rows(out / "musique.jsonl")
+    assert len((out / "musique.jsonl").read_text().splitlines()) == 2  # compacted: one row per question
+    assert all(set(r["configs"]) == {"bm25", "hybrid"} for r in rows.values())
+    # another K changes the candidates: the question is redone
+    other_k = _runner(data, ["bm25"], esettings, out, resume=True, k=3)
+    other_k.run()
+    assert other_k.calls == {"bm25": 2}
+
+
+def test_rerankers_share_identical_candidates(esettings, tmp_path):
+    data = load_dataset("musique", EVAL / "musique" / "musique_mini.jsonl")
+    pair = (tiny_model("qwen2"), tiny_tokenizer())
+    rerankers = {"qr": QRRanker(model=pair, heads=[(0, 1), (1, 2)], settings=esettings),
+                 "pointwise": PointwiseReranker(model=(tiny_model("qwen3"), tiny_tokenizer()), settings=esettings)}
+    names = parse_config_names("hybrid,qr_fused,qr_prefix,pointwise")
+    runner = _runner(data, names, esettings, tmp_path / "out", rerankers=rerankers, k=4)
+    assert [c.name for c in runner.configs] == ["hybrid", "qr", "qr_prefix", "pointwise", "qr_fused"]
+    rows = runner.run()
+    for row in rows.values():
+        cands = [c["chunk_id"] for c in row["candidates"]["items"]]
+        assert 1 <= len(cands) <= 4  # BM25 returns only chunks sharing a query term
+        for name in ("qr", "qr_prefix", "pointwise", "qr_fused"):
+            assert sorted(row["configs"][name]["chunk_ids"]) == sorted(cands), name
+        # fused = 1/(60 + rank in qr) + 1/(60 + first-stage rank), recomputed by hand
+        qr_rank = {c: i for i, c in enumerate(row["configs"]["qr"]["chunk_ids"], 1)}
+        first_rank = {c: i for i, c in enumerate(cands, 1)}
+        fused = {c: 1 / (60 + qr_rank[c]) + 1 / (60 + first_rank[c]) for c in cands}
+        assert row["configs"]["qr_fused"]["scores"] == pytest.approx(sorted(fused.values(), reverse=True), abs=1e-6)
+        assert row["configs"]["qr_fused"]["seconds"] >= row["configs"]["qr"]["seconds"]
+        assert "prefix" in row["configs"]["qr_prefix"]["timings"]
+        assert row["configs"]["pointwise"]["info"]["pairs"] == len(cands)
+    assert runner.calls == {"hybrid": 2, "qr": 2, "qr_prefix": 2, "pointwise": 2, "qr_fused": 2}
+
+
+def test_selection_books_per_book_limit_and_adversarial():
+    data = load_dataset("locomo", EVAL / "locomo" / "locomo_mini.json")
+    sel = select(data)
+    assert len(sel.questions) == 6 and sel.excluded == {"adversarial (LoCoMo category 5)": 1}
+    assert len(select(data, include_adversarial=True).questions) == 7
+    three = select(data, per_book=3, seed=1)
+    four = select(data, per_book=4, seed=1)
+    assert len(three.questions) == 3 and {q.id for q in three.questions} <= {q.id for q in four.questions}
+    assert select(data, per_book=3, seed=1).questions == three.questions
+    assert len(select(data, limit=2).questions) == 2
+    small, large = select(data, sample=2), select(data, sample=4)
+    assert len(small.questions) == 2 and {q.id for q in small.questions} <= {q.id for q in large.questions}
+    assert [q.id for q in large.questions] == sorted((q.id for q in large.questions), key=lambda i: int(i.split(":")[1]))
+    mq = load_dataset("musique", EVAL / "musique" / "musique_mini.jsonl")
+    assert [d.id for d in select(mq, books=["1"]).documents] == ["2hop__1_2"]
+    assert [d.id for d in select(mq, books=["3hop"]).documents] == ["3hop1__3_4_5"]
+
+
+def test_no_gold_questions_are_counted_and_skip_recall_only_configs(esettings, tmp_path):
+    data = load_dataset("narrativeqa", EVAL / "narrativeqa_jsonl")
+    runner = _runner(data, ["bm25", "hybrid"], esettings, tmp_path / "out")
+    rows = runner.run()
+    brother = next(r for r in rows.values() if "brother" in r["question"])
+    assert brother["gold"]["chunk_ids"] == [] and brother["configs"] == {}  # no gold, no answers: nothing to run
+    report = json.loads((tmp_path / "out" / "narrativeqa-report.json").read_text())
+    assert report["gold_kind"] == "silver" and report["counts"]["excluded_no_gold"] == 1
+    assert report["configs"]["bm25"]["n"] == report["counts"]["with_gold"] == 2
+
+
+def test_answers_require_their_configuration(esettings, tmp_path):
+    data = load_dataset("quality", EVAL / "quality" / "quality_mini.jsonl")
+    with pytest.raises(ConfigError, match="not in this run"):
+        _runner(data, ["bm25"], esettings, tmp_path / "out", answers=True, answer_config="qr")
+    with pytest.raises(ConfigError, match="needs --trained"):
+        parse_config_names("qr_trained")
+    with pytest.raises(ConfigError, match="unknown configuration"):
+        parse_config_names("bm25,colbert")
+
+
+def test_cli_eval_and_report_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOKQA_DENSE_WEIGHT", "0")
+    out = tmp_path / "out"
+    argv = ["-q", "--home", str(tmp_path / "home"), "eval", "locomo", "--data", str(EVAL / "locomo" / "locomo_mini.json"),
+            "--configs", "bm25", "--k", "5", "--out", str(out), "--no-answers"]
+    assert main(argv) == 0
+    rows = read_rows(out / "locomo.jsonl")
+    assert len(rows) == 6 and all(r["subset"] for r in rows.values())
+    report = json.loads((out / "locomo-report.json").read_text())
+    assert report["counts"]["excluded"] == {"adversarial (LoCoMo category 5)": 1}
+    assert set(report["by_subset"]["bm25"]) >= {"single-hop", "temporal", "macro mean"}
+    assert report["run"]["command"].startswith("bookqa") and report["run"]["k"] == 5
+    assert (tmp_path / "home" / "eval" / "books").is_dir()  # the evaluation's own library
+    (out / "locomo-report.md").unlink()
+    assert main(["--home", str(tmp_path / "home"), "eval", "locomo", "--data", "unused", "--out", str(out),
+                 "--report-only"]) == 0
+    assert "| bm25 | 6 |" in (out / "locomo-report.md").read_text()
+    assert main(argv) == 2  # results exist and --resume was not given: a one-line error
+
+
+@pytest.mark.real_model
+def test_answers_with_the_local_generator(esettings, tmp_path):
+    data = load_dataset("quality", EVAL / "quality" / "quality_mini.jsonl")
+    runner = _runner(data, ["bm25"], esettings, tmp_path / "out", answers=True, answer_config="bm25")
+    rows = runner.run()
+    for row in rows.values():
+        ans = row["answer"]
+        assert ans["config"] == "bm25" and len(ans["evidence"]) == 3 and ans["text"]
+        assert ans["scores"]["accuracy"] in (0.0, 1.0)
+    report = json.loads((tmp_path / "out" / "quality-report.json").read_text())
+    assert report["answers"]["bm25"]["n"] == 2
