@@ -50,6 +50,7 @@ class Citation:
     location: str
     claim: str  # the answer sentence carrying the citation
     inferred: bool = False  # True: the model gave no citation; bookqa attributed the best-supporting passage
+    answer_end: int = -1  # end offset, in the answer text, of the sentence that carries the citation
 
 
 @dataclass
@@ -58,6 +59,7 @@ class ParsedAnswer:
     citations: list[Citation] = field(default_factory=list)
     invalid_numbers: list[int] = field(default_factory=list)  # cited but never provided
     uncited_sentences: list[str] = field(default_factory=list)
+    uncited_ends: list[int] = field(default_factory=list)  # where each uncited sentence ends in ``text``
 
 
 def evidence_in_document_order(ranked: Sequence[Evidence]) -> list[Evidence]:
@@ -174,6 +176,7 @@ def parse_citations(answer: str, evidence: Sequence[Evidence]) -> ParsedAnswer:
         if not numbers:
             if claim and len(_WORD.findall(claim)) >= 3:
                 result.uncited_sentences.append(claim)
+                result.uncited_ends.append(s + len(sentence.rstrip()))
             continue
         for n in numbers:
             ev = by_number.get(n)
@@ -204,7 +207,7 @@ def _support(chunk: Chunk, claim: str) -> float:
 def attribute_uncited(parsed: ParsedAnswer, evidence: Sequence[Evidence], min_support: float = 0.5) -> ParsedAnswer:
     """Give each uncited sentence an ``inferred`` citation to the passage that best supports it, when
     at least ``min_support`` of its content words occur there. Uncited sentences stay listed."""
-    for claim in parsed.uncited_sentences:
+    for claim, end in zip(parsed.uncited_sentences, parsed.uncited_ends):
         scored = sorted(((_support(e.chunk, claim), e.number, e) for e in evidence), key=lambda t: (-t[0], t[1]))
         if not scored or scored[0][0] < min_support:
             continue
@@ -213,19 +216,14 @@ def attribute_uncited(parsed: ParsedAnswer, evidence: Sequence[Evidence], min_su
         parsed.citations.append(Citation(
             number=ev.number, chunk_id=ev.chunk.id, start=ev.chunk.start, end=ev.chunk.end, quote_start=qs,
             quote_end=qe, quote=ev.chunk.text[qs - ev.chunk.start:qe - ev.chunk.start],
-            location=ev.chunk.location, claim=claim, inferred=True))
+            location=ev.chunk.location, claim=claim, inferred=True, answer_end=end))
     return parsed
 
 
 def annotate(answer: str, citations: Sequence[Citation]) -> str:
     """The answer with inferred citations written in as ``[n]`` after their sentence, for display."""
+    inserts = sorted(((c.answer_end, c.number) for c in citations if c.inferred and c.answer_end >= 0), reverse=True)
     out = answer
-    for c in citations:
-        if not c.inferred:
-            continue
-        pos = out.find(c.claim)
-        if pos < 0:
-            continue
-        end = pos + len(c.claim)
-        out = out[:end] + f" [{c.number}]" + out[end:]
+    for end, number in inserts:
+        out = out[:end] + f" [{number}]" + out[end:]
     return out

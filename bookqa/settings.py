@@ -30,21 +30,21 @@ class Settings:
     chunk_tokens: int = 200  # token budget per chunk, counted with the reranker's tokenizer
     max_upload_mb: float = 50.0  # files above this are refused before they are read
     # --- models (registry name, Hugging Face id, local directory or .gguf path) ---
-    reranker_model: str = "qwen2.5-coder-0.5b"
+    reranker_model: str = "qwen2.5-coder-0.5b"  # QR reranker (causal LM): registry name, hub id, directory or .gguf
     reranker_heads: str = ""  # heads file; empty = the one shipped for reranker_model
     # QR reranker scoring (bookqa/rerank/qr.py): which prompt tokens are the query rows (question = the
     # question text only; query = late instruction + question + chat suffix, as QRHead; auto = what the
     # heads file was detected with, else question), whether to subtract the "N/A" null-query attention,
     # and sum or max over a candidate's tokens.
-    rerank_question_span: str = "auto"
-    rerank_calibrate: bool = False
-    rerank_aggregate: str = "sum"
-    embed_model: str = "all-minilm-l6-v2"
+    rerank_question_span: str = "auto"  # query rows: question | query | auto (what the heads were detected with)
+    rerank_calibrate: bool = False  # subtract the "N/A" null-query attention (QRHead calibration)
+    rerank_aggregate: str = "sum"  # sum | max over a candidate's tokens
+    embed_model: str = "all-minilm-l6-v2"  # sentence-transformers embedder: registry name, hub id or directory
     generator: str = "local"  # local (llama.cpp) | remote (OpenAI-compatible HTTP)
     generator_model: str = "qwen2.5-coder-0.5b"  # GGUF for local; model name for remote
     base_url: str = "http://127.0.0.1:8000/v1"  # remote generator
     api_key_env: str = "OPENAI_API_KEY"  # name of the variable holding the remote API key
-    request_timeout_s: float = 120.0
+    request_timeout_s: float = 120.0  # remote generator: seconds before a request is abandoned
     generator_n_ctx: int = 8192  # llama.cpp context of the local generator (prompt + answer tokens)
     # local generator: penalise tokens repeated within the last 64 (llama.cpp's and its server's default;
     # at 1.0 the 0.5B model loops on long summary prompts, e.g. "The man was a priest of Mitra..." x7)
@@ -77,7 +77,7 @@ class Settings:
     summary_workers: int = 1  # concurrent summary calls (raise for a remote server that batches)
     # --- web UI (bookqa ui) ---
     ui_host: str = "127.0.0.1"  # a non-loopback address also needs `bookqa ui --allow-remote`
-    ui_port: int = 7860
+    ui_port: int = 7860  # port of bookqa ui
     ui_auth_env: str = "BOOKQA_UI_AUTH"  # name of the variable holding "user:password" (kept out of manifests)
     ui_ask_concurrency: int = 2  # questions answered at once (the reranker and generator serialise inside)
 

@@ -65,8 +65,9 @@ def make_summarizer(book: Book, settings: Settings, progress: Progress = no_prog
     from .generate import text_completer
 
     max_input = settings.generator_n_ctx - max(BLOCK_TOKENS, GROUP_TOKENS, EVENT_TOKENS) - TEMPLATE_MARGIN
-    return Summarizer(text_completer(generator), generator.count_tokens, mode="llm", model_id=_model_key(generator, settings),
-                      cache=book.dir / CACHE_FILE, workers=settings.summary_workers,
+    return Summarizer(text_completer(generator), generator.count_tokens, mode="llm",
+                      model_id=_model_key(generator, settings), cache=book.dir / CACHE_FILE,
+                      workers=settings.summary_workers,
                       max_input_tokens=max_input, block_tokens=BLOCK_TOKENS, group_tokens=GROUP_TOKENS,
                       event_tokens=EVENT_TOKENS, **common)
 

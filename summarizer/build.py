@@ -23,7 +23,7 @@ from .cache import CallCache, call_key
 from .events import EventError, Utterance, attach_sources, parse_events, session_windows, window_utterances
 from .extractive import extractive_summary
 from .language import detect_language
-from .quality import clean_summary, problem
+from .quality import clean_summary, problem, trim_to
 from .tree import Node, Tree, build_shape, level0_ranges
 
 Complete = Callable[[str, int], str]
@@ -33,6 +33,9 @@ ProgressFn = Callable[[str, int, Optional[int]], None]
 MODES = ("llm", "extractive")
 # Typical answer lengths in tokens, for dry-run estimates only.
 _EXPECTED_OUTPUT = {"block": 130, "group": 190, "events": 150}
+# Longer answers are cut at a sentence end (words; Chinese: characters): small models overshoot the
+# asked-for 50–100 (80–150) words, and long summaries crowd each other out of the 512-token prefix.
+_MAX_UNITS = {("block", "en"): 120, ("group", "en"): 180, ("block", "zh"): 240, ("group", "zh"): 360}
 
 
 @dataclass
@@ -298,12 +301,14 @@ class Summarizer:
 
     def _summary(self, node: Node, prompt: str, max_tokens: int, kind: str, source: list[str], lang: str,
                  lookup_only: bool) -> None:
-        text = clean_summary(self._call(prompt, max_tokens, kind, lookup_only))
+        limit = _MAX_UNITS[(kind, "zh" if lang == "zh" else "en")]
+        text = trim_to(clean_summary(self._call(prompt, max_tokens, kind, lookup_only)), limit, lang)
         why = problem(text, lang)
         if why is None:
             node.text, node.status, node.error = text, "ok", None
             return
-        retry = clean_summary(self._call(prompts.summary_retry(prompt, why, lang), max_tokens, kind, lookup_only))
+        retry = trim_to(clean_summary(self._call(prompts.summary_retry(prompt, why, lang), max_tokens, kind,
+                                                 lookup_only)), limit, lang)
         why2 = problem(retry, lang)
         if why2 is None:
             node.text, node.status, node.error = retry, "retried", why

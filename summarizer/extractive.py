@@ -46,11 +46,17 @@ yours yourself yourselves one could would shall may might must
 def split_sentences(text: str) -> list[str]:
     """Sentences of ``text``: paragraphs split on blank lines, hard line wraps joined, then split
     at terminators; an abbreviation ("Mr.") or an initial ("J.") does not end a sentence."""
-    out: list[str] = []
+    return [sentence for sentence, _ in _sentences(text)]
+
+
+def _sentences(text: str) -> list[tuple[str, bool]]:
+    """``(sentence, in a dialogue paragraph)``: a paragraph that opens with a quotation mark is speech."""
+    out: list[tuple[str, bool]] = []
     for para in re.split(r"\n\s*\n", text):
         para = re.sub(r"\s*\n\s*", " ", para).strip()
         if not para:
             continue
+        dialogue = para[:1] in _QUOTES
         pending = ""
         for m in _SENTENCE.finditer(para):
             piece = m.group(0).strip()
@@ -61,10 +67,10 @@ def split_sentences(text: str) -> list[str]:
                 last = pending[pending.rfind(" ") + 1:-1].lstrip("\"'“‘(")
                 if last.isalpha() and (last.lower() in _ABBREVIATIONS or len(last) == 1):
                     continue  # "Mr." or an initial: the sentence goes on
-            out.append(pending)
+            out.append((pending, dialogue))
             pending = ""
         if pending:
-            out.append(pending)
+            out.append((pending, dialogue))
     return out
 
 
@@ -153,14 +159,15 @@ def extractive_summary(texts: Sequence[str] | str, language: str = "en",
     min_len = min_len if min_len is not None else (100 if language == "zh" else 60)
     max_len = max_len if max_len is not None else (200 if language == "zh" else 100)
     joined = texts if isinstance(texts, str) else "\n\n".join(texts)
-    sentences = [s for s in split_sentences(joined) if _usable(s, language)]
+    flagged = [(s, d) for s, d in _sentences(joined) if _usable(s, language)]
+    sentences = [s for s, _ in flagged]
     if not sentences:
         # nothing sentence-like (a list, a table of contents): fall back to the first words
         raw = [s for s in split_sentences(joined) if any(c.isalpha() for c in s)]
         return _truncate(" ".join(raw), max_len, language) if raw else ""
     scores = textrank(sentences, language)
     # narration summarises better than a line of dialogue: prefer it unless the dialogue is far more central
-    scores = scores * np.array([DIALOGUE_WEIGHT if s[:1] in _QUOTES else 1.0 for s in sentences])
+    scores = scores * np.array([DIALOGUE_WEIGHT if d or s[:1] in _QUOTES else 1.0 for s, d in flagged])
     lengths = [_length(s, language) for s in sentences]
     chosen: list[int] = []
     seen: set[str] = set()

@@ -19,8 +19,8 @@ _HEADER_LINE = re.compile(
     r"^\s*(?:#+\s*)?(?:\*\*|__)?\s*(?:here\s+is|here's|below\s+is|sure|certainly|"
     r"(?:detailed\s+)?(?:narrative\s+)?summary|part\s+\d+\s*/\s*\d+|摘要|叙事摘要|以下是)[^\n]{0,80}?"
     r"(?:[:：]\s*(?:\*\*|__)?\s*$|(?:\*\*|__)\s*$)", re.IGNORECASE)
-_INLINE_LABEL = re.compile(r"^\s*(?:\*\*|__)?\s*(?:detailed\s+narrative\s+summary|summary|摘要)\s*[:：]\s*(?:\*\*|__)?\s*",
-                           re.IGNORECASE)
+_INLINE_LABEL = re.compile(
+    r"^\s*(?:\*\*|__)?\s*(?:detailed\s+narrative\s+summary|summary|摘要)\s*[:：]\s*(?:\*\*|__)?\s*", re.IGNORECASE)
 # Instructions echoed back as an opening ("In the third person, past tense, ...").
 _ECHOED_INSTRUCTION = re.compile(
     r"^(?:(?:written\s+|told\s+)?in\s+(?:the\s+)?(?:third\s+person|past\s+tense)"
@@ -47,6 +47,19 @@ def clean_summary(text: str) -> str:
     if ends and ends[-1].end() < len(out) and ends[-1].end() > len(out) // 3:
         out = out[:ends[-1].end()]
     return out
+
+
+def trim_to(text: str, max_units: int, language: str) -> str:
+    """``text`` cut after the last sentence that ends within ``max_units`` words (Chinese: characters);
+    unchanged when it is short enough or no sentence ends in time (then nothing sensible can be cut)."""
+    if length(text, language) <= max_units:
+        return text
+    best = None
+    for m in _SENTENCE_END.finditer(text):
+        if length(text[:m.end()], language) > max_units:
+            break
+        best = m.end()
+    return text[:best].strip() if best else text
 
 
 def units(text: str, language: str) -> list[str]:

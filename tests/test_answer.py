@@ -100,3 +100,12 @@ def test_uncited_sentences_get_inferred_citations():
     # a sentence unrelated to every passage gets no citation
     parsed = attribute_uncited(parse_citations("The weather in Lisbon was pleasant.", ev), ev)
     assert parsed.citations == []
+
+
+def test_annotate_uses_sentence_offsets_even_when_claim_was_cleaned():
+    from bookqa.answer import annotate, attribute_uncited
+
+    ev = _evidence()
+    raw = "Inspector Morton came in when the gas was turned up ."  # space before the stop
+    parsed = attribute_uncited(parse_citations(raw, ev), ev)
+    assert annotate(raw, parsed.citations) == raw + " [3]"

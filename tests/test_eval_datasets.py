@@ -43,6 +43,18 @@ def test_narrativeqa_jsonl_layout_matches_csv():
     assert len(load_dataset("narrativeqa", EVAL / "narrativeqa_jsonl").questions) == 3
 
 
+def test_narrativeqa_jsonl_drops_pandas_nan_reference(tmp_path):
+    src = EVAL / "narrativeqa_jsonl"
+    shutil.copytree(src, tmp_path / "nq")
+    path = tmp_path / "nq" / "qaps_dev.jsonl"
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    rows[0]["answers"] = ["nan", "None."]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = load_dataset("narrativeqa", path)
+    assert data.questions[0].answers == ["None."]
+    assert any("'nan'" in n for n in data.notes)
+
+
 def test_detectiveqa_hub_layout():
     data = load_dataset("detectiveqa", EVAL / "detectiveqa_hub")
     assert sorted(d.id for d in data.documents) == ["en:901", "zh:902"]

@@ -3,6 +3,7 @@ the CLI. BM25-only first stage (dense weight 0) and tiny random models; nothing 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -74,6 +75,13 @@ def test_resume_skips_finished_questions_and_adds_configs(esettings, tmp_path):
     rows = read_rows(out / "musique.jsonl")
     assert len((out / "musique.jsonl").read_text().splitlines()) == 2  # compacted: one row per question
     assert all(set(r["configs"]) == {"bm25", "hybrid"} for r in rows.values())
+    # a second run on the same results file at the same time is refused; a stale lock is taken over
+    (out / "musique.lock").write_text(str(os.getpid()))
+    with pytest.raises(ConfigError, match="another bookqa eval"):
+        _runner(data, ["bm25"], esettings, out, resume=True).run()
+    (out / "musique.lock").write_text("999999999")
+    _runner(data, ["bm25"], esettings, out, resume=True).run()
+    assert not (out / "musique.lock").exists()
     # another K changes the candidates: the question is redone
     other_k = _runner(data, ["bm25"], esettings, out, resume=True, k=3)
     other_k.run()

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from summarizer import Summarizer, clean_summary, detect_language, extractive_summary, problem
+from summarizer.quality import trim_to
 
 ZH = (Path(__file__).parent / "fixtures" / "retrieve" / "lantern_zh.txt").read_text(encoding="utf-8")
 
@@ -100,6 +101,20 @@ def test_clean_summary_strips_labels_and_cut_sentences():
     assert clean_summary("Summary: Esther arrived at the house.") == "Esther arrived at the house."
     assert clean_summary("In the third person, past tense: esther arrived.") == "Esther arrived."
     assert clean_summary("In the morning, Esther arrived.") == "In the morning, Esther arrived."
+
+
+def test_long_answers_are_cut_at_a_sentence_end():
+    import random
+
+    rng = random.Random(1)
+    vocab = ("Esther Ada Richard Jarndyce fog London court letter house garden walked spoke waited found "
+             "carried quietly window lamp bridge river evening morning promise secret").split()
+    long = " ".join(" ".join(rng.choice(vocab) for _ in range(9)) + " house." for _ in range(30))  # 300 words
+    tree = Summarizer(lambda p, m: long, words).summarize(EN[:5])
+    assert tree.root.status == "ok" and tree.root.text.endswith("house.")
+    assert 100 < words(tree.root.text) <= 120
+    assert trim_to("One two three. Four five six seven.", 5, "en") == "One two three."
+    assert trim_to("One two three four five six seven", 5, "en") == "One two three four five six seven"
 
 
 def test_problem_accepts_normal_prose():

@@ -107,9 +107,16 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     progress = TqdmProgress(quiet=args.quiet)
     runner = Runner(data, selection, configs, settings, out, k=k, answers=answers, answer_config=args.answer_config,
                     resume=args.resume, progress=progress, show_bar=not args.quiet, meta=meta)
+    import signal
+
+    def stop(signum, frame):  # `kill PID` ends a run like Ctrl-C: results compacted, report written
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         runner.run()
     finally:
+        signal.signal(signal.SIGTERM, previous)
         progress.close()
     md, _ = runner.report_paths
     print(f"results: {runner.results_path}\nreport: {md}")

@@ -14,10 +14,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("book", help="book id, unique id prefix, or title")
     p.add_argument("--mode", dest="summaries", choices=("llm", "extractive"),
                    help="llm (default here: the generator writes the summaries) or extractive (TextRank, fast)")
-    p.add_argument("--generator", choices=("local", "remote"), help="local llama.cpp or a remote OpenAI-compatible server")
-    p.add_argument("--base-url", dest="base_url", help="remote server URL (default http://127.0.0.1:8000/v1)")
-    p.add_argument("--model", dest="generator_model", help="GGUF name or path (local) or model name (remote)")
-    p.add_argument("--workers", type=int, help="concurrent calls (default 1; raise for a batching server)")
+    p.add_argument("--generator", choices=("local", "remote"),
+                   help="local llama.cpp or a remote OpenAI-compatible server")
+    p.add_argument("--base-url", dest="base_url", metavar="URL", help="remote server URL (default http://127.0.0.1:8000/v1)")
+    p.add_argument("--model", dest="generator_model", metavar="NAME", help="GGUF name or path (local) or model name (remote)")
+    p.add_argument("--workers", type=int, metavar="N", help="concurrent calls (default 1; raise for a batching server)")
     p.add_argument("--dry-run", action="store_true", help="print how many calls and tokens it would take; run nothing")
     p.set_defaults(handler=cmd_summarize)
 

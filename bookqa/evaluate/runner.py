@@ -23,7 +23,7 @@ from ..errors import ConfigError, InputError
 from ..fileio import read_json, write_json, write_jsonl
 from ..progress import Progress, no_progress
 from ..settings import Settings
-from .configs import CANDIDATES_METHOD, Config, QuestionContext, closure
+from .configs import CANDIDATES_METHOD, Config, FirstStageConfig, QuestionContext, closure
 from .corpus import BookPreparer, PreparedBook
 from .datasets.base import Document, EvalData, Question
 from .gold import gold_chunks
@@ -192,6 +192,10 @@ class Runner:
     # --- the loop ------------------------------------------------------------------------------
     def run(self) -> dict[str, dict[str, Any]]:
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        with _RunLock(self.out_dir / f"{self.data.name}.lock"):
+            return self._run()
+
+    def _run(self) -> dict[str, dict[str, Any]]:
         existing = read_rows(self.results_path)
         if existing and not self.resume:
             raise ConfigError(f"{self.results_path} already holds {len(existing)} results; pass --resume to "
@@ -230,6 +234,7 @@ class Runner:
                 prepared = self.preparer.prepare(doc)
                 books_info[doc.id] = prepared.info()
                 write_json(self.books_path, books_info)
+                self.warm_up(prepared.book)
                 chunks_fp = prepared.info()["chunks_fingerprint"]
                 for q in qs:
                     old = existing.get(q.id)
@@ -263,6 +268,20 @@ class Runner:
         self.report_paths = write_report(self.out_dir, self.data.name, chosen, meta)
         return self.report_paths
 
+    def warm_up(self, book) -> None:
+        """Load the book's indexes (and, once, the embedder and the generator) before timing anything, so
+        a question's seconds are what a user waits for an already open book, not one-time loading."""
+        methods = {c.method for c in self.configs if isinstance(c, FirstStageConfig)}
+        if any(c.needs_candidates for c in self.configs):
+            methods.add(CANDIDATES_METHOD)
+        for method in sorted(methods):
+            book.search(book.title or "warm up", k=1, method=method, settings=self.settings)
+        if self.answers and self.generator is None:
+            from ..generate import get_generator
+
+            self.generator = get_generator(self.settings, self.progress)
+            self.generator.count_tokens("warm up")  # a local model loads on first use
+
     def compact(self, rows: dict[str, dict[str, Any]]) -> None:
         """Rewrite the results file with one row per question, in selection order (atomic)."""
         order = {q.id: i for i, q in enumerate(self.selection.questions)}
@@ -283,6 +302,10 @@ class Runner:
             "book": {"id": book.id, "chunks": len(chunks), "chunks_fingerprint": prepared.info()["chunks_fingerprint"]},
             "configs": {}, "timings": {},
         }
+        # Question data and gold are refreshed from the loader on every visit (cheap, and a fixed loader
+        # fixes old rows); candidates and configuration results are kept.
+        row.update(question=q.question, references=q.answers, options=q.options, answer_letter=q.answer_letter,
+                   category=q.category, subset=q.subset)
         row["gold"] = {**gold.to_json(), "evidence": q.evidence.to_json()}
         row["timings"]["gold"] = round(gold_seconds, 4)
         wanted = set(self._wanted(bool(gold.chunk_ids)))
@@ -322,3 +345,42 @@ class Runner:
                                  max_tokens=self.settings.answer_max_tokens, config=self.answer_config)
         result["scores"] = score_answer(self.data.name, row, result)
         return result
+
+
+class _RunLock:
+    """One run per results file: two processes appending to the same file would interleave rows."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self) -> "_RunLock":
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(self.path.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _alive(pid):
+                raise ConfigError(f"another bookqa eval (process {pid}) is writing to {self.path.parent}; "
+                                  "wait for it or stop it first") from None
+            self.path.unlink(missing_ok=True)  # left by a run that died
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(os.getpid()))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -185,7 +185,8 @@ class RemoteGenerator:
         try:
             data = json.loads(event)
         except ValueError:
-            raise GeneratorError(f"the generator at {self.url} sent a malformed stream event: {event[:200]!r}") from None
+            raise GeneratorError(
+                f"the generator at {self.url} sent a malformed stream event: {event[:200]!r}") from None
         if isinstance(data, dict) and data.get("error"):
             raise GeneratorError(f"the generator at {self.url} failed mid-stream: {_error_detail(event.encode())}")
         try:

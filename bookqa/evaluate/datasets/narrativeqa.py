@@ -50,6 +50,7 @@ def _load_jsonl(path: Path, stories_dir: Optional[Path | str]) -> EvalData:
     docs: dict[str, Document] = {}
     questions: list[Question] = []
     skipped: dict[str, int] = {}
+    dropped_nan = 0
     for n, row in iter_jsonl(path):
         where = f"line {n}"
         qid = str(need(row, "qid", (str, int), path, where))
@@ -58,6 +59,11 @@ def _load_jsonl(path: Path, stories_dir: Optional[Path | str]) -> EvalData:
         answers = str_list(need(row, "answers", list, path, where), path, where, "answers")
         if not answers:
             raise malformed(path, where, "field 'answers' is empty")
+        # The JSONL copy went through pandas, which reads an answer "None" as a missing value and writes
+        # it back as "nan"; such a reference is dropped when the question has another one.
+        real = [a for a in answers if a.strip().lower() != "nan"]
+        if real and len(real) < len(answers):
+            answers, dropped_nan = real, dropped_nan + 1
         if doc_id not in docs:
             story = None
             if row.get("story_available", True):
@@ -78,6 +84,8 @@ def _load_jsonl(path: Path, stories_dir: Optional[Path | str]) -> EvalData:
         questions.append(Question(id=qid, doc_id=doc_id, question=question, answers=answers,
                                   evidence=Evidence("silver")))
     notes = [f"{sum(skipped.values())} questions on {len(skipped)} documents skipped: no story text"] if skipped else []
+    if dropped_nan:
+        notes.append(f"{dropped_nan} reference answers 'nan' (a pandas artifact of the source copy) dropped")
     return EvalData("narrativeqa", str(path), list(docs.values()), questions, notes).check()
 
 
