@@ -8,12 +8,12 @@ import os
 import pytest
 
 from bookqa.cli import main
-from bookqa.errors import ConfigError
+from bookqa.errors import ConfigError, InputError
 from bookqa.evaluate.configs import build_configs, parse_config_names
 from bookqa.evaluate.corpus import eval_settings
 from bookqa.evaluate.datasets import load_dataset
 from bookqa.evaluate.metrics import recall_at_k
-from bookqa.evaluate.runner import Runner, read_rows, select
+from bookqa.evaluate.runner import Runner, read_id_list, read_rows, select
 from bookqa.rerank import QRRanker
 from bookqa.rerank.pointwise import PointwiseReranker
 
@@ -126,9 +126,20 @@ def test_selection_books_per_book_limit_and_adversarial():
     small, large = select(data, sample=2), select(data, sample=4)
     assert len(small.questions) == 2 and {q.id for q in small.questions} <= {q.id for q in large.questions}
     assert [q.id for q in large.questions] == sorted((q.id for q in large.questions), key=lambda i: int(i.split(":")[1]))
+    left = select(data, exclude_ids={"conv-t1:0", "conv-t1:2"}, exclude_reason="seen")
+    assert len(left.questions) == 4 and left.excluded["seen"] == 2
     mq = load_dataset("musique", EVAL / "musique" / "musique_mini.jsonl")
     assert [d.id for d in select(mq, books=["1"]).documents] == ["2hop__1_2"]
     assert [d.id for d in select(mq, books=["3hop"]).documents] == ["3hop1__3_4_5"]
+
+
+def test_read_id_list(tmp_path):
+    (tmp_path / "ids.txt").write_text("# head detection\nmusique:2hop__1_2\n\n3hop1__3_4_5\n")
+    (tmp_path / "seeds.jsonl").write_text('{"id": "musique:x__9", "candidates": []}\n')
+    assert read_id_list([tmp_path / "ids.txt", tmp_path / "seeds.jsonl"], "musique") == {"2hop__1_2", "3hop1__3_4_5", "x__9"}
+    (tmp_path / "bad.jsonl").write_text('{"qid": 1}\n')
+    with pytest.raises(InputError, match=r"bad\.jsonl, line 1"):
+        read_id_list([tmp_path / "bad.jsonl"], "musique")
 
 
 def test_no_gold_questions_are_counted_and_skip_recall_only_configs(esettings, tmp_path):

@@ -14,12 +14,7 @@ import pytest
 from bookqa.errors import GeneratorError
 from bookqa.generate import as_messages, get_generator, text_completer
 from bookqa.generate.remote import RemoteGenerator, chat_url, estimate_tokens
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from helpers import free_port, running_llama_server
 
 
 def test_chat_url():
@@ -83,40 +78,8 @@ def llama_server(tmp_path_factory):
     from bookqa.settings import Settings
 
     gguf = gguf_file("qwen2.5-coder-0.5b", Settings.from_env())
-    port = free_port()
-    # the server logs a lot at load time: a file, not a pipe that nobody drains (it would block)
-    log = tmp_path_factory.mktemp("llama-server") / "server.log"
-    log_fh = open(log, "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "2048", "--n_threads", str(max(1, min(2, os.cpu_count() or 1))),
-         "--verbose", "False"],
-        stdout=log_fh, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited: {log.read_text(errors='replace')[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{base}/models", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("llama_cpp.server did not answer /v1/models within 120 s")
-            time.sleep(0.5)
-        yield proc, base
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log_fh.close()
+    with running_llama_server(gguf, tmp_path_factory.mktemp("llama-server")) as server:
+        yield server
 
 
 @pytest.mark.real_model

@@ -43,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="generate and score answers (default for narrativeqa, locomo, quality, detectiveqa)")
     p.add_argument("--no-answers", dest="answers", action="store_false", help="retrieval metrics only")
     p.add_argument("--answer-config", default="qr", help="configuration whose top evidence the generator reads (default qr)")
+    p.add_argument("--exclude-ids", nargs="+", type=Path, metavar="FILE",
+                   help="leave out these questions: files with one id per line, or seed JSONL rows with an 'id' "
+                        "(e.g. the items the QR heads were detected on)")
     p.add_argument("--include-adversarial", action="store_true", help="LoCoMo: keep category 5 (adversarial)")
     p.add_argument("--split", help="NarrativeQA official CSVs: the split to read (default test)")
     p.add_argument("--stories", type=Path, help="NarrativeQA: folder of story texts (<id>.content or <id>.txt)")
@@ -66,7 +69,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from ..evaluate.corpus import eval_settings
     from ..evaluate.datasets import load_dataset
     from ..evaluate.report import write_report
-    from ..evaluate.runner import ANSWER_BY_DEFAULT, Runner, read_rows, select
+    from ..evaluate.runner import ANSWER_BY_DEFAULT, Runner, read_id_list, read_rows, select
 
     out = args.out or Path("eval-out") / args.dataset
     if args.report_only:
@@ -85,7 +88,9 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         options = {"langs": ("en", "zh") if args.lang == "both" else (args.lang,)}
     data = load_dataset(args.dataset, args.data, **options)
     selection = select(data, books=args.books, per_book=args.per_book, limit=args.limit,
-                       include_adversarial=args.include_adversarial, seed=args.seed, sample=args.sample)
+                       include_adversarial=args.include_adversarial, seed=args.seed, sample=args.sample,
+                       exclude_ids=read_id_list(args.exclude_ids, data.name) if args.exclude_ids else None,
+                       exclude_reason="used for QR head detection (--exclude-ids)")
     names = parse_config_names(args.configs, args.trained)
     configs = build_configs(names, settings, trained=args.trained)
     answers = args.answers if args.answers is not None else (args.dataset in ANSWER_BY_DEFAULT)
@@ -96,7 +101,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     k = args.eval_k or settings.top_k
     meta = {"command": "bookqa " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "bookqa eval",
             "selection": {"books": args.books, "per_book": args.per_book, "sample": args.sample, "seed": args.seed,
-                          "limit": args.limit},
+                          "limit": args.limit, "exclude_ids": [str(p) for p in args.exclude_ids or []]},
             "settings": {"reranker": settings.reranker_model, "heads": settings.reranker_heads or "shipped",
                          "embedder": settings.embed_model, "generator": f"{settings.generator}:{settings.generator_model}",
                          "chunk_tokens": settings.chunk_tokens, "summaries": settings.summaries,

@@ -41,17 +41,24 @@ class Selection:
 
 def select(data: EvalData, books: Optional[Sequence[str]] = None, per_book: Optional[int] = None,
            limit: Optional[int] = None, include_adversarial: bool = False, seed: int = 0,
-           sample: Optional[int] = None) -> Selection:
+           sample: Optional[int] = None, exclude_ids: Optional[set[str]] = None,
+           exclude_reason: str = "listed in --exclude-ids") -> Selection:
     """Which documents and questions a run covers, deterministically.
 
     ``books``: a single number N (the first N documents that have questions) or document ids / unique id
     prefixes / parts of titles. ``per_book``: at most N questions per document (a sample seeded by ``seed``
     and the document id, in file order). ``sample``: a seeded sample of N questions of the whole
     selection, in file order. ``limit``: the first N questions of what is left. LoCoMo's adversarial
-    category is left out unless asked for (the QRRanker paper reports the other four).
+    category is left out unless asked for (the QRRanker paper reports the other four). ``exclude_ids``:
+    question ids left out first (e.g. the items QR heads were detected on).
     """
     excluded: dict[str, int] = {}
     questions = list(data.questions)
+    if exclude_ids:
+        kept = [q for q in questions if q.id not in exclude_ids]
+        if len(kept) < len(questions):
+            excluded[exclude_reason] = len(questions) - len(kept)
+        questions = kept
     if data.name == "locomo" and not include_adversarial:
         kept = [q for q in questions if q.category != 5]
         if len(kept) < len(questions):
@@ -101,6 +108,29 @@ def select(data: EvalData, books: Optional[Sequence[str]] = None, per_book: Opti
         selected = selected[:limit]
     used = {q.doc_id for q in selected}
     return Selection([d for d in docs if d.id in used], selected, excluded)
+
+
+def read_id_list(paths: Sequence[Path | str], dataset: str) -> set[str]:
+    """Question ids from files holding one id per line, or JSONL rows with an "id" (head-detection seed
+    files); a leading "<dataset>:" is dropped ("musique:2hop__1_2" -> "2hop__1_2")."""
+    ids: set[str] = set()
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: file not found")
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("{"):
+                try:
+                    line = str(json.loads(line)["id"])
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    raise InputError(f"{path}, line {n}: expected a JSON object with an 'id'") from None
+            if line.startswith(f"{dataset}:"):
+                line = line[len(dataset) + 1:]
+            ids.add(line)
+    return ids
 
 
 def read_rows(path: Path) -> dict[str, dict[str, Any]]:

@@ -15,7 +15,6 @@ the real files, which are not available here.)
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
