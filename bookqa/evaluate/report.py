@@ -169,9 +169,15 @@ def render_markdown(summary: dict[str, Any]) -> str:
     header = ["config", "n"] + TABLE_KEYS + ["s/query"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
+    requested = run.get("configs") or list(summary["configs"])
+    earlier = False
     for name, entry in summary["configs"].items():
-        cells = [name, str(entry["n"])] + [_pct(entry["recall"].get(k)) for k in TABLE_KEYS] + [_secs(entry["seconds"])]
+        label = name if name in requested else f"{name} \\*"
+        earlier = earlier or name not in requested
+        cells = [label, str(entry["n"])] + [_pct(entry["recall"].get(k)) for k in TABLE_KEYS] + [_secs(entry["seconds"])]
         lines.append("| " + " | ".join(cells) + " |")
+    if earlier:
+        lines += ["", "\\* not a configuration of this run: results an earlier run stored for some of these questions."]
     k = run.get("k")
     if k is not None and int(k) < 50:
         lines += ["", f"With K = {k} first-stage candidates, R@50 equals R@{k} (every list holds at most {k} chunks)."]

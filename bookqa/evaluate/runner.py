@@ -52,18 +52,14 @@ def select(data: EvalData, books: Optional[Sequence[str]] = None, per_book: Opti
     category is left out unless asked for (the QRRanker paper reports the other four). ``exclude_ids``:
     question ids left out first (e.g. the items QR heads were detected on).
     """
-    excluded: dict[str, int] = {}
+    removed: dict[str, list[Question]] = {}
     questions = list(data.questions)
     if exclude_ids:
-        kept = [q for q in questions if q.id not in exclude_ids]
-        if len(kept) < len(questions):
-            excluded[exclude_reason] = len(questions) - len(kept)
-        questions = kept
+        removed[exclude_reason] = [q for q in questions if q.id in exclude_ids]
+        questions = [q for q in questions if q.id not in exclude_ids]
     if data.name == "locomo" and not include_adversarial:
-        kept = [q for q in questions if q.category != 5]
-        if len(kept) < len(questions):
-            excluded["adversarial (LoCoMo category 5)"] = len(questions) - len(kept)
-        questions = kept
+        removed["adversarial (LoCoMo category 5)"] = [q for q in questions if q.category == 5]
+        questions = [q for q in questions if q.category != 5]
     with_questions = [d for d in data.documents if any(q.doc_id == d.id for q in questions)]
     if books:
         if len(books) == 1 and str(books[0]).isdigit():
@@ -85,6 +81,8 @@ def select(data: EvalData, books: Optional[Sequence[str]] = None, per_book: Opti
     else:
         docs = with_questions
     chosen_ids = {d.id for d in docs}
+    # counted on the chosen documents only, so the report says what these documents lost
+    excluded = {reason: n for reason, qs in removed.items() if (n := sum(q.doc_id in chosen_ids for q in qs))}
     by_doc: dict[str, list[Question]] = {}
     for q in questions:
         if q.doc_id in chosen_ids:
