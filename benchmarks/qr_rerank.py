@@ -80,6 +80,8 @@ def run_mode(mode: str, n_chunks: int, chunk_tokens: int) -> dict:
     from bookqa.settings import Settings
 
     settings = Settings.from_env()
+    if settings.threads > 0:
+        torch.set_num_threads(settings.threads)
     chunks, question, target = make_chunks(n_chunks, chunk_tokens)
     source = causal_lm_source(MODEL, settings)
     heads = resolve_heads(MODEL, None, model_dir=source)

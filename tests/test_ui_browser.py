@@ -7,10 +7,8 @@ Set BOOKQA_UPDATE_SCREENSHOT=1 to also refresh docs/screenshot-ask.png (the READ
 """
 from __future__ import annotations
 
-import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import free_port, stop_server
 
 pytestmark = pytest.mark.browser
 
@@ -27,7 +26,6 @@ ARTIFACTS = ROOT / "test-artifacts" / "ui"
 CHROMIUM = os.environ.get("BOOKQA_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-SHIPPED_HEADS = ROOT / "bookqa" / "heads" / "qwen2.5-coder-0.5b.json"
 MAX_UPLOAD_MB = 0.01  # 10 KB: the story (2 KB) fits, the "too large" upload (20 KB) does not
 INGEST_TIMEOUT_MS = 300_000
 ANSWER_TIMEOUT_MS = 420_000
@@ -35,12 +33,6 @@ ANSWER_TIMEOUT_MS = 420_000
 sync_api = pytest.importorskip("playwright.sync_api")
 if not Path(CHROMIUM).exists():
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 240.0) -> None:
@@ -62,7 +54,7 @@ def server(tmp_path_factory):
     """`bookqa ui` on a free port with a throw-away home and the shared model cache."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     tmp = tmp_path_factory.mktemp("ui")
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ)
     env.update({
         "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
@@ -72,11 +64,6 @@ def server(tmp_path_factory):
         "PYTHONUNBUFFERED": "1",
     })
     env.pop("BOOKQA_UI_AUTH", None)
-    if not SHIPPED_HEADS.is_file() and not env.get("BOOKQA_RERANKER_HEADS"):
-        # the shipped head list is not there yet: two heads of the untrained model, enough to run it
-        heads = tmp / "heads.json"
-        heads.write_text(json.dumps({"model": "qwen2.5-coder-0.5b", "heads": [[16, 0], [13, 2]]}))
-        env["BOOKQA_RERANKER_HEADS"] = str(heads)
     log = ARTIFACTS / "server.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "bookqa", "ui", "--port", str(port)], cwd=ROOT, env=env,
@@ -86,12 +73,7 @@ def server(tmp_path_factory):
         _wait_http(url, proc, log)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
 
 
 @pytest.fixture(scope="module")
