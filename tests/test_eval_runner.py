@@ -53,6 +53,10 @@ def test_bm25_run_writes_rows_and_report(esettings, tmp_path):
     assert report["counts"]["done"] == 2 and report["counts"]["excluded_no_gold"] == 0 and not report["partial"]
     md = (tmp_path / "out" / "musique-report.md").read_text()
     assert "| bm25 | 2 |" in md and "R@50" in md and "95% bootstrap" in md
+    # a later run with fewer configurations still shows the stored ones, marked as from an earlier run
+    _runner(data, ["bm25"], esettings, tmp_path / "out", resume=True).run()
+    md = (tmp_path / "out" / "musique-report.md").read_text()
+    assert "| hybrid \\* | 2 |" in md and "not a configuration of this run" in md
 
 
 def test_resume_skips_finished_questions_and_adds_configs(esettings, tmp_path):
