@@ -97,10 +97,11 @@ def run_mode(mode: str, n_chunks: int, chunk_tokens: int) -> dict:
         out["tokens"] = res.info["prompt_tokens"]
         out["target_rank"] = next(r.rank for r in res if r.index == target)
     else:
-        from bookqa.rerank.prompt import PromptLayout, build_prompt
+        from bookqa.rerank.prompt import build_prompt
+        from bookqa.rerank.qr import choose_layout
 
         tok = load_tokenizer(source)
-        prompt = build_prompt(tok, question, chunks, layout=PromptLayout(question_span=settings.rerank_question_span))
+        prompt = build_prompt(tok, question, chunks, layout=choose_layout(heads, settings))
         ids = torch.tensor([prompt.input_ids])
         model = load_model(source, device="cpu", dtype="auto", keep_layers=keep)
         out["dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")

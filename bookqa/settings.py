@@ -80,6 +80,31 @@ class Settings:
     ui_port: int = 7860  # port of bookqa ui
     ui_auth_env: str = "BOOKQA_UI_AUTH"  # name of the variable holding "user:password" (kept out of manifests)
     ui_ask_concurrency: int = 2  # questions answered at once (the reranker and generator serialise inside)
+    # --- generative reranking baselines (bookqa eval rankgpt / likert; rerank/permutation.py, likert.py) ---
+    rankgpt_window: int = 20  # rankgpt: candidates the generator orders per call (sliding window, at least 2; RankGPT's 20)
+    rankgpt_stride: int = 10  # rankgpt: positions the window moves up per step, back to front (1..window; RankGPT's 10)
+    likert_group_size: int = 5  # likert: candidates the generator scores per call
+    likert_scale: str = "0-10"  # likert: score range low-high (e.g. 0-10 or 1-5)
+    genrank_passage_tokens: int = 256  # rankgpt/likert: tokens kept of each passage (fewer if a call would overflow generator_n_ctx)
+    # --- order-robust QR scores (rerank/debias.py; the prior comes from `bookqa heads prior`) ---
+    rerank_debias: str = "none"  # none | position: correct each candidate's normalised score by its prompt position's prior
+    rerank_permutations: int = 1  # candidate orders scored and averaged: 1 input, 2 + reversed, 3 + interleaved, more + shuffles
+    # --- QR training (bookqa train; bookqa/train/) ---
+    train_scope: str = "full"  # full (embeddings + every layer up to the deepest QR layer) | qr-layers | lora
+    train_steps: int = 100  # optimiser steps
+    train_lr: float = 1e-5  # AdamW learning rate (constant)
+    train_accum: int = 4  # samples per optimiser step (gradient accumulation over batches of 1)
+    train_weight_decay: float = 0.0  # AdamW weight decay
+    train_grad_clip: float = 1.0  # clip the gradient norm to this (0 = off)
+    train_candidates: int = 20  # candidates per training prompt: the first C in retriever order
+    train_max_tokens: int = 120  # cap on each candidate's tokens in training prompts
+    train_checkpoint_every: int = 25  # steps between checkpoints (resume points; validation runs there too)
+    train_val_frac: float = 0.1  # share of documents held out for validation (samples without a split)
+    train_val_limit: int = 50  # validation samples scored per evaluation (the first N of the split)
+    train_grad_checkpointing: bool = True  # recompute each decoder layer in the backward pass (less memory)
+    train_lora_rank: int = 16  # LoRA rank (scope lora)
+    train_lora_alpha: float = 32.0  # LoRA alpha (scope lora)
+    train_seed: int = 0  # seed of the sample order
 
     # ------------------------------------------------------------------
     @classmethod
@@ -146,6 +171,10 @@ class Settings:
             raise ConfigError(f"ui_port must be 1..65535, got {self.ui_port}")
         if self.ui_ask_concurrency < 1:
             raise ConfigError("ui_ask_concurrency must be at least 1")
+        if self.rerank_debias not in ("none", "position"):
+            raise ConfigError(f"rerank_debias must be none or position, got {self.rerank_debias!r}")
+        if not 1 <= self.rerank_permutations <= 32:
+            raise ConfigError(f"rerank_permutations must be 1..32, got {self.rerank_permutations}")
 
     # Derived locations -------------------------------------------------
     @property

@@ -15,7 +15,7 @@ from ..errors import BookQAError
 from ..settings import Settings
 
 # Command modules, in the order their commands appear in --help.
-COMMANDS = ("demo", "books", "ask", "search", "summarize", "heads", "eval", "ui")
+COMMANDS = ("demo", "books", "ask", "search", "summarize", "heads", "train", "eval", "ui")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dataset", choices=DATASETS, help="dataset format")
     p.add_argument("--data", required=True, type=Path, help="dataset file or folder (official format)")
     p.add_argument("--books", nargs="+", metavar="BOOK",
-                   help="a number N (the first N documents) or document ids / id prefixes / title parts")
+                   help="a number N (the first N documents), a range A-B (documents A..B, 0-based, e.g. LoCoMo "
+                        "conversations 5-9) or document ids / id prefixes / title parts")
     p.add_argument("--per-book", type=int, metavar="N",
                    help="at most N questions per document: a seeded random sample, kept in file order")
     p.add_argument("--seed", type=int, default=0, help="seed of the --per-book sample (default 0)")
@@ -34,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a seeded random sample of N questions of the selection, kept in file order")
     p.add_argument("--limit", type=int, metavar="N", help="at most N questions in all (the first N)")
     p.add_argument("--configs", metavar="LIST",
-                   help=f"comma-separated configurations (default: all but qr_trained): {', '.join(ALL_CONFIGS)}")
+                   help=f"comma-separated configurations (default: all but qr_trained, rankgpt and likert): "
+                        f"{', '.join(ALL_CONFIGS)}")
     p.add_argument("--k", dest="eval_k", type=int, metavar="K",
                    help="first-stage candidates per question, reranked by every reranker (default: top_k, 50)")
     p.add_argument("--trained", type=Path, metavar="DIR", help="a trained QRRanker checkpoint (adds qr_trained)")
@@ -53,6 +55,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="output folder (default ./eval-out/<dataset>)")
     p.add_argument("--books-home", type=Path, help="where the evaluation's books are stored (default <home>/eval)")
     p.add_argument("--resume", action="store_true", help="continue a run in --out: skip finished questions")
+    p.add_argument("--shuffle-check", action="store_true",
+                   help="also run every order-sensitive reranker on a seeded shuffle of the same candidates "
+                        "(--seed) and report shuffled-order recall next to the original order's")
+    p.add_argument("--permutations", type=int, metavar="N",
+                   help="orders the *_perm configurations average over (default 3: input, reversed, interleaved)")
     p.add_argument("--report-only", action="store_true", help="rewrite the report from the results file and stop")
     # model settings shared with `bookqa ask`
     p.add_argument("--reranker-model", dest="reranker_model", help="QR reranker model (name, hub id, dir)")
@@ -92,7 +99,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
                        exclude_ids=read_id_list(args.exclude_ids, data.name) if args.exclude_ids else None,
                        exclude_reason="used for QR head detection (--exclude-ids)")
     names = parse_config_names(args.configs, args.trained)
-    configs = build_configs(names, settings, trained=args.trained)
+    configs = build_configs(names, settings, trained=args.trained, permutations=args.permutations)
     answers = args.answers if args.answers is not None else (args.dataset in ANSWER_BY_DEFAULT)
     if answers and args.answer_config not in [c.name for c in configs]:
         print(f"bookqa eval: answers need configuration {args.answer_config!r}, which this run does not include; "
@@ -101,7 +108,8 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     k = args.eval_k or settings.top_k
     meta = {"command": "bookqa " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "bookqa eval",
             "selection": {"books": args.books, "per_book": args.per_book, "sample": args.sample, "seed": args.seed,
-                          "limit": args.limit, "exclude_ids": [str(p) for p in args.exclude_ids or []]},
+                          "limit": args.limit, "exclude_ids": [str(p) for p in args.exclude_ids or []],
+                          "shuffle_check": args.shuffle_check},
             "settings": {"reranker": settings.reranker_model, "heads": settings.reranker_heads or "shipped",
                          "embedder": settings.embed_model, "generator": f"{settings.generator}:{settings.generator_model}",
                          "chunk_tokens": settings.chunk_tokens, "summaries": settings.summaries,
@@ -111,7 +119,8 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
           file=sys.stderr)
     progress = TqdmProgress(quiet=args.quiet)
     runner = Runner(data, selection, configs, settings, out, k=k, answers=answers, answer_config=args.answer_config,
-                    resume=args.resume, progress=progress, show_bar=not args.quiet, meta=meta)
+                    resume=args.resume, progress=progress, show_bar=not args.quiet, meta=meta,
+                    shuffle_check=args.shuffle_check, shuffle_seed=args.seed)
     import signal
 
     def stop(signum, frame):  # `kill PID` ends a run like Ctrl-C: results compacted, report written

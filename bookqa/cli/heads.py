@@ -65,8 +65,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--span", choices=("question", "query"), help="question span (default: the heads file's)")
     e.add_argument("--calibrate", action="store_true", help="subtract the N/A null-query attention")
     e.add_argument("--aggregate", choices=("sum", "max"))
+    e.add_argument("--debias", choices=("none", "position"), help="position: correct by the heads file's "
+                   "position prior (`bookqa heads prior`)")
+    e.add_argument("--permutations", type=int, help="candidate orders scored and averaged (default 1)")
     e.add_argument("--json", help="also write the numbers to this JSON file")
     e.set_defaults(handler=cmd_eval)
+
+    pr = hs.add_parser("prior", help="estimate the per-position score prior of a head set (rerank_debias=position) "
+                       "and store it in the heads file")
+    pr.add_argument("--model", dest="reranker_model")
+    pr.add_argument("--heads", dest="reranker_heads", help="heads file (default: the one the reranker uses)")
+    pr.add_argument("--data", action="append", required=True, metavar="SEED.jsonl",
+                    help="seed items whose non-gold candidates show what a position alone earns (repeatable)")
+    pr.add_argument("--counts", default=None, help="candidate counts to estimate at, e.g. 20,50 (default: top_k); "
+                    "other counts use the nearest one, by relative position")
+    pr.add_argument("--limit", type=int, help="a seeded sample of N items")
+    pr.add_argument("--seed", type=int, default=0, help="seed of the sample and of the candidate orders")
+    pr.add_argument("--mode", choices=("auto", "subtract", "divide"), default="auto",
+                    help="how the prior corrects a score (default auto: the better on held-out prompts)")
+    pr.add_argument("--span", choices=("question", "query"), help="question span (default: the heads file's)")
+    pr.add_argument("--aggregate", choices=("sum", "max"))
+    pr.add_argument("--out", help="heads file to write (default: the heads file read, updated in place)")
+    pr.set_defaults(handler=cmd_prior)
 
     s = hs.add_parser("show", help="print the heads the reranker would use for a model")
     s.add_argument("--model", dest="reranker_model")
@@ -142,13 +162,15 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     progress = TqdmProgress(quiet=args.quiet)
     try:
         ranker = QRRanker(settings=settings, question_span=args.span, calibrate=args.calibrate or None,
-                          aggregate=args.aggregate, progress=progress)
+                          aggregate=args.aggregate, debias=args.debias, permutations=args.permutations,
+                          progress=progress)
         out = evaluate_heads(ranker, items, progress)
     finally:
         progress.close()
     print(f"{len(items)} items, {out['tokens_per_item']:.0f} prompt tokens and {out['seconds_per_item']:.1f} s "
           f"per item; heads {ranker.heads.source}, span {ranker.layout.question_span}, "
-          f"calibrate {ranker.calibrate}, aggregate {ranker.aggregate}")
+          f"calibrate {ranker.calibrate}, aggregate {ranker.aggregate}, debias {ranker.debias}, "
+          f"permutations {ranker.permutations}")
     print("| source | ranking | R@1 | R@3 | R@5 | Hit@1 | MRR | n |")
     print("|---|---|---|---|---|---|---|---|")
     rows = [("all", out)] + sorted(out["by_source"].items())
@@ -159,6 +181,64 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
                   f"{ev['Hit@1']:.3f} | {ev['MRR']:.3f} | {ev['n']} |")
     if args.json:
         write_json(args.json, out)
+    return 0
+
+
+def cmd_prior(args: argparse.Namespace, settings: Settings) -> int:
+    import random
+
+    from ..errors import ConfigError
+    from ..rerank import QRRanker
+    from ..rerank.debias import with_prior
+    from ..rerank.heads import save_heads
+    from ..rerank.prior import estimate_priors
+    from ..rerank.seeds import read_seeds
+
+    items = [it for path in args.data for it in read_seeds(path)]
+    if args.limit is not None and len(items) > args.limit:
+        keep = sorted(random.Random(f"bookqa-prior-sample:{args.seed}").sample(range(len(items)), args.limit))
+        items = [items[i] for i in keep]
+    try:
+        counts = [int(c) for c in (args.counts or str(settings.top_k)).split(",") if c.strip()]
+    except ValueError:
+        raise ConfigError(f"--counts must be numbers separated by commas, got {args.counts!r}") from None
+    progress = TqdmProgress(quiet=args.quiet)
+    try:
+        ranker = QRRanker(settings=settings, question_span=args.span, aggregate=args.aggregate, calibrate=False,
+                          debias="none", permutations=1, progress=progress)
+        out = args.out or ranker.heads.source
+        if not out or not str(out).endswith(".json"):
+            raise ConfigError(f"the heads come from {ranker.heads.source!r}, not a heads file; pass --out FILE.json")
+        command = " ".join(shlex.quote(a) for a in ["bookqa", "heads", "prior", "--model", settings.reranker_model]
+                           + (["--heads", settings.reranker_heads] if settings.reranker_heads else [])
+                           + [x for p in args.data for x in ("--data", p)] + ["--counts", ",".join(map(str, counts))]
+                           + (["--limit", str(args.limit)] if args.limit is not None else [])
+                           + ["--seed", str(args.seed), "--mode", args.mode])
+        priors = estimate_priors(ranker, items, counts, seed=args.seed, mode=args.mode,
+                                 source={"data": list(args.data), "command": command}, progress=progress)
+    finally:
+        progress.close()
+    save_heads(out, with_prior(ranker.heads, priors))
+    print(f"wrote {out}: position priors of {len(ranker.heads.heads)} heads from {len(items)} items, "
+          f"counts {', '.join(map(str, counts))}, {priors[0].source['seconds_per_prompt']:.1f} s per prompt")
+    print("| scoring | count | prompts | position 1 | 2 | 3 | middle | last |")
+    print("|---|---|---|---|---|---|---|---|")
+    for prior in priors:
+        label = "calibrated" if prior.scoring["calibrate"] else "plain"
+        for n, curve in sorted(prior.curves.items()):
+            cells = [f"{curve[i]:.3f}" if i < n else "–" for i in (0, 1, 2)] + [f"{curve[n // 2]:.3f}", f"{curve[-1]:.3f}"]
+            print(f"| {label} | {n} | {prior.prompts.get(n, 0)} | " + " | ".join(cells) + " |")
+    print("\nheld-out prompts (two folds, each ranked with the other's prior):")
+    print("| scoring | correction | Hit@1 | MRR | top-1 at position 1 | n | chosen |")
+    print("|---|---|---|---|---|---|---|")
+    for prior in priors:
+        ev = prior.evaluation
+        label = "calibrated" if prior.scoring["calibrate"] else "plain"
+        for mode in ("none", "subtract", "divide"):
+            if mode in ev:
+                m = ev[mode]
+                print(f"| {label} | {mode} | {m['hit@1']:.3f} | {m['mrr']:.3f} | {m['top1_at_position_1']:.3f} | "
+                      f"{ev['n']} | {'yes' if ev.get('chosen') == mode else ''} |")
     return 0
 
 

@@ -7,6 +7,12 @@
 ``qr_fused``                         RRF of the ``qr`` order and the hybrid order (first-stage weight
                                      ``settings.eval_fusion_weight``, QR's weight 1)
 ``pointwise``                        yes/no logits of the same backbone, one pair at a time
+``qr_cal``, ``qr_pos``, ``qr_perm``  QR with null-query calibration / the per-position prior / permutation
+(and their combinations)             averaging; they share forward passes with ``qr`` (evaluate/robust.py)
+``rankgpt``                          the generator writes the order of a sliding window of candidates
+                                     (RankGPT style; not in the default set: it generates)
+``likert``                           the generator scores groups of candidates 0–10 in JSON (GroupRank
+                                     style; not in the default set: it generates)
 
 Every reranking configuration reads the same candidate list (the hybrid top-K computed once per
 question and stored in the results file), so differences are the reranker's alone. Each run of a
@@ -24,8 +30,12 @@ from ..errors import ConfigError
 from ..settings import Settings
 
 FIRST_STAGE = ("bm25", "dense", "hybrid")
-ALL_CONFIGS = ("bm25", "dense", "hybrid", "qr", "qr_prefix", "qr_trained", "qr_fused", "pointwise")
+ALL_CONFIGS = ("bm25", "dense", "hybrid", "qr", "qr_prefix", "qr_trained", "qr_fused", "pointwise", "rankgpt",
+               "likert")
 DEFAULT_CONFIGS = ("bm25", "dense", "hybrid", "qr", "qr_prefix", "qr_fused", "pointwise")
+# issue 11: order-robust QR options (evaluate/robust.py), not in the default set
+QR_VARIANTS = ("qr_cal", "qr_pos", "qr_perm", "qr_cal_pos", "qr_pos_perm", "qr_cal_perm", "qr_cal_pos_perm")
+ALL_CONFIGS = ALL_CONFIGS + QR_VARIANTS
 CANDIDATES_METHOD = "hybrid"
 
 
@@ -54,10 +64,18 @@ class QuestionContext:
     candidates: list[dict[str, Any]]  # the hybrid top-K: {"chunk_id", "rank", "score", "ranks"}
     candidates_seconds: float
     results: dict[str, dict[str, Any]]  # configurations already run for this question (stored form)
+    # The order rerankers show the candidates in (chunk ids); None = the first-stage order. The shuffle
+    # check (runner) sets a seeded shuffled order.
+    prompt_order: Optional[list[int]] = None
+    passes: dict[str, Any] = field(default_factory=dict)  # QR forward passes by shown order (evaluate/robust.py)
 
     @property
     def candidate_ids(self) -> list[int]:
         return [c["chunk_id"] for c in self.candidates]
+
+    @property
+    def prompt_ids(self) -> list[int]:
+        return list(self.prompt_order) if self.prompt_order is not None else self.candidate_ids
 
 
 class Config(ABC):
@@ -66,6 +84,7 @@ class Config(ABC):
     depends: tuple[str, ...] = ()
     needs_dense = False
     needs_summaries = False
+    order_sensitive = False  # its ranking may change with the order the candidates are shown in
 
     def setup(self) -> None:
         """Load what the configuration needs (models) before the first question."""
@@ -93,6 +112,7 @@ class RerankConfig(Config):
     """A reranker over the hybrid candidates, optionally with the summary prefix."""
 
     needs_candidates = True
+    order_sensitive = True
 
     def __init__(self, name: str, make_reranker: Callable[[], Any], prefix: bool = False):
         self.name = name
@@ -112,7 +132,7 @@ class RerankConfig(Config):
 
     def run(self, ctx: QuestionContext) -> ConfigResult:
         chunks = ctx.book.chunks
-        ids = ctx.candidate_ids
+        ids = ctx.prompt_ids
         timings: dict[str, float] = {}
         info: dict[str, Any] = {}
         t0 = time.perf_counter()
@@ -129,7 +149,8 @@ class RerankConfig(Config):
         timings["rerank"] = time.perf_counter() - t1
         for key, value in (results.timings or {}).items():
             timings[f"rerank.{key}"] = float(value)
-        for key in ("prompt_tokens", "tokens", "pairs", "batches", "heads", "heads_source", "dtype", "model"):
+        for key in ("prompt_tokens", "tokens", "pairs", "batches", "heads", "heads_source", "dtype", "model",
+                    "tokens_generated", "generator_calls", "parse_failures", "repairs", "calls_unchanged", "generator"):
             if key in results.info:
                 info[key] = results.info[key]
         seconds = time.perf_counter() - t0
@@ -142,6 +163,7 @@ class FusedConfig(Config):
     seconds are the reranker's plus the fusion."""
 
     needs_candidates = True
+    order_sensitive = True  # through the reranker it reads
 
     def __init__(self, name: str, base: str, weight: float, rrf_k: int):
         self.name = name
@@ -180,8 +202,29 @@ def get_pointwise(settings: Settings):
     return _POINTWISE[key]
 
 
+_GENERATIVE: dict[tuple, Any] = {}
+
+
+def get_generative(name: str, settings: Settings):
+    """The ``rankgpt`` or ``likert`` baseline over the configured generator, made once per process."""
+    key = (name, settings.generator, settings.generator_model, settings.base_url, settings.generator_n_ctx,
+           settings.rankgpt_window, settings.rankgpt_stride, settings.likert_group_size, settings.likert_scale,
+           settings.genrank_passage_tokens, str(settings.models_dir))
+    if key not in _GENERATIVE:
+        if name == "rankgpt":
+            from ..rerank.permutation import PermutationReranker
+
+            _GENERATIVE[key] = PermutationReranker(settings=settings)
+        else:
+            from ..rerank.likert import LikertReranker
+
+            _GENERATIVE[key] = LikertReranker(settings=settings)
+    return _GENERATIVE[key]
+
+
 def parse_config_names(spec: Optional[str | Sequence[str]], trained: Optional[Path] = None) -> list[str]:
-    """Config names from "a,b,c" (or a list); default: all but ``qr_trained``, plus it with --trained."""
+    """Config names from "a,b,c" (or a list); default: all but ``qr_trained`` (plus it with --trained) and
+    the generative baselines ``rankgpt`` / ``likert``."""
     if spec is None or spec == "" or spec == "all":
         names = list(DEFAULT_CONFIGS) + (["qr_trained"] if trained else [])
     else:
@@ -196,12 +239,16 @@ def parse_config_names(spec: Optional[str | Sequence[str]], trained: Optional[Pa
 
 
 def build_configs(names: Sequence[str], settings: Settings, trained: Optional[Path] = None,
-                  rerankers: Optional[dict[str, Any]] = None) -> list[Config]:
+                  rerankers: Optional[dict[str, Any]] = None, permutations: Optional[int] = None) -> list[Config]:
     """Configurations in run order (first stage, rerankers, fusions); a fusion brings in the reranker
     it reads. ``rerankers`` overrides the reranker object of "qr" / "qr_prefix" / "qr_trained" /
-    "pointwise" (tests pass tiny models)."""
+    "pointwise" / "rankgpt" / "likert" (tests pass tiny models and fake generators). ``permutations``:
+    orders of the ``*_perm`` configurations (default: rerank_permutations, or 3 when that is 1)."""
+    from .robust import PassPlan, make_variant
+
     rerankers = dict(rerankers or {})
     names = list(names)
+    plan = PassPlan()  # the QR configurations share forward passes
     if "qr_fused" in names and "qr" not in names:
         names.insert(names.index("qr_fused"), "qr")
 
@@ -215,8 +262,8 @@ def build_configs(names: Sequence[str], settings: Settings, trained: Optional[Pa
     def make(name: str) -> Config:
         if name in FIRST_STAGE:
             return FirstStageConfig(name, settings)
-        if name == "qr":
-            return RerankConfig("qr", shipped)
+        if name == "qr" or name in QR_VARIANTS:
+            return make_variant(name, shipped, plan, permutations or settings.rerank_permutations)
         if name == "qr_prefix":
             return RerankConfig("qr_prefix", lambda: rerankers.get("qr_prefix") or shipped(), prefix=True)
         if name == "qr_trained":
@@ -228,7 +275,11 @@ def build_configs(names: Sequence[str], settings: Settings, trained: Optional[Pa
                 return get_reranker(settings.replace(reranker_model=str(trained), reranker_heads=""))
             return RerankConfig("qr_trained", trained_ranker)
         if name == "pointwise":
-            return RerankConfig("pointwise", lambda: rerankers.get("pointwise") or get_pointwise(settings))
+            config = RerankConfig("pointwise", lambda: rerankers.get("pointwise") or get_pointwise(settings))
+            config.order_sensitive = False  # one (question, passage) pair at a time
+            return config
+        if name in ("rankgpt", "likert"):
+            return RerankConfig(name, lambda: rerankers.get(name) or get_generative(name, settings))
         if name == "qr_fused":
             return FusedConfig("qr_fused", "qr", settings.eval_fusion_weight, settings.rrf_k)
         raise ConfigError(f"unknown configuration {name!r}")

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Optional, Sequence
 from ..fileio import read_json, write_json, write_text
 from .answers import score_answer
 from .datasets.locomo import CATEGORY_NAMES
+from .bias import BINS, bias_summary
 from .metrics import RECALL_KS, bootstrap_ci, percentiles, recalls
 
 TABLE_KEYS = [f"R@{k}" for k in RECALL_KS] + ["any@3", "any@10"]
@@ -59,7 +60,36 @@ def summarize(rows: Sequence[dict[str, Any]], meta: Optional[dict[str, Any]] = N
     summary["latency"] = _latency(rows, names)
     summary["by_subset"] = _by_subset(with_gold, names)
     summary["answers"] = _answers(dataset, rows, n_boot)
+    summary["generation"] = _generation(rows, names)
+    summary["bias"] = bias_summary(rows, names, n_boot=n_boot, seed=SEED)
     return summary
+
+
+GENERATION_KEYS = ("tokens_generated", "parse_failures", "generator_calls")
+
+
+def _generation(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, Any]:
+    """For configurations that generate text to rank (their info has ``tokens_generated`` /
+    ``parse_failures`` / ``generator_calls``): output tokens and calls per query, and how often an answer
+    could not be read (parse failures), needed fixing (repairs) or ranked nothing (unchanged), per call."""
+    out: dict[str, Any] = {}
+    for name in names:
+        infos = [r["configs"][name].get("info") or {} for r in rows if name in r.get("configs", {})]
+        infos = [i for i in infos if any(k in i for k in GENERATION_KEYS)]
+        if not infos:
+            continue
+        calls = sum(int(i.get("generator_calls", 0)) for i in infos)
+        failures = sum(int(i.get("parse_failures", 0)) for i in infos)
+        repairs = sum(int(i.get("repairs", 0)) for i in infos)
+        unchanged = sum(int(i.get("calls_unchanged", 0)) for i in infos)
+        out[name] = {"n": len(infos),
+                     "tokens_generated": percentiles([float(i.get("tokens_generated", 0)) for i in infos]),
+                     "generator_calls": percentiles([float(i.get("generator_calls", 0)) for i in infos]),
+                     "calls": calls, "parse_failures": failures, "repairs": repairs, "calls_unchanged": unchanged,
+                     "parse_failure_rate": failures / calls if calls else None,
+                     "repair_rate": repairs / calls if calls else None,
+                     "queries_with_failure": sum(int(i.get("parse_failures", 0)) > 0 for i in infos)}
+    return out
 
 
 def _latency(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, Any]:
@@ -74,7 +104,8 @@ def _latency(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, 
             if res is None:
                 continue
             for key, value in res.get("timings", {}).items():
-                if key in ("prefix", "rerank", "search", "fusion", "rerank.forward", "rerank.prompt", "rerank.calibrate"):
+                if key in ("prefix", "rerank", "search", "fusion", "rerank.forward", "rerank.prompt", "rerank.calibrate",
+                           "rerank.generate", "rerank.permutation"):
                     stages.setdefault(f"{name}: {key}", []).append(float(value))
         if "answer" in r:
             stages.setdefault(f"generate ({r['answer']['config']})", []).append(float(r["answer"]["seconds"]))
@@ -144,6 +175,50 @@ def _secs(p: Optional[dict[str, Any]]) -> str:
     return f"{p['mean']:.3f}" if p["mean"] < 1 else f"{p['mean']:.2f}"
 
 
+def _of(count: int, total: int) -> str:
+    return f"{count} of {total} ({100 * count / total:.1f}%)" if total else "–"
+
+
+def _rate(x: Optional[float]) -> str:
+    return "–" if x is None else f"{100 * x:.1f}"
+
+
+def _bias_cells(entry: Optional[dict[str, Any]]) -> list[str]:
+    """Main-table cells: top-1 at prompt position 1 (%), shuffled-order R@3 (%)."""
+    if not entry:
+        return ["–", "–"]
+    shuffled = entry.get("shuffled")
+    return [_rate(entry["original"]["top1_at_1"]), _pct(shuffled["recall"]["R@3"], interval=False) if shuffled else "–"]
+
+
+def _bias_section(bias: dict[str, Any], run: dict[str, Any]) -> list[str]:
+    labels = [b[0] for b in BINS]
+    lines = ["", "## Order bias", "",
+             "Where each configuration's top-1 candidate sat in the prompt (1 = first), over the questions it "
+             "ranked; `hybrid` is the input order itself. Shuffled: the same candidates in a seeded random order "
+             "(`--shuffle-check`), recall in % next to the original order's on the same questions.", "",
+             "| config | n | top-1 @1 % | mean pos | " + " | ".join(f"@{l}" for l in labels)
+             + " | shuffled n | shuffled top-1 @1 % | R@1 orig → shuf | R@3 orig → shuf (Δ) | R@5 orig → shuf |",
+             "|" + "---|" * (4 + len(labels) + 5)]
+    for name, entry in bias.items():
+        o = entry["original"]
+        cells = [name, str(o["n"]), _rate(o["top1_at_1"]), f"{o['mean_position']:.2f}"]
+        cells += [str(o["bins"].get(l, 0)) for l in labels]
+        sh = entry.get("shuffled")
+        if sh:
+            r, ro, d = sh["recall"], sh["recall_original"], sh["delta"]
+            cells += [str(r["R@3"]["n"]), _rate(sh["top1_at_1"]),
+                      f"{100 * ro['R@1']:.1f} → {100 * r['R@1']['mean']:.1f}",
+                      f"{100 * ro['R@3']:.1f} → {100 * r['R@3']['mean']:.1f} ({100 * d['R@3']:+.1f})",
+                      f"{100 * ro['R@5']:.1f} → {100 * r['R@5']['mean']:.1f}"]
+        else:
+            cells += ["–"] * 5
+        lines.append("| " + " | ".join(cells) + " |")
+    if not run.get("shuffle_check") and not any("shuffled" in e for e in bias.values()):
+        lines += ["", "No shuffled-order results: run with `--shuffle-check` to add them."]
+    return lines
+
+
 def render_markdown(summary: dict[str, Any]) -> str:
     run = summary.get("run") or {}
     c = summary["counts"]
@@ -166,7 +241,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
         lines.append("- models: " + ", ".join(f"{k} {v}" for k, v in s.items()))
     lines += ["", "Recall in % (mean [95% bootstrap interval]); `n` = questions with gold scored by that configuration; "
               "seconds = mean wall time per query of the configuration.", ""]
-    header = ["config", "n"] + TABLE_KEYS + ["s/query"]
+    bias = summary.get("bias") or {}
+    header = ["config", "n"] + TABLE_KEYS + (["top-1 @pos 1", "shuffled R@3"] if bias else []) + ["s/query"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     requested = run.get("configs") or list(summary["configs"])
@@ -174,7 +250,10 @@ def render_markdown(summary: dict[str, Any]) -> str:
     for name, entry in summary["configs"].items():
         label = name if name in requested else f"{name} \\*"
         earlier = earlier or name not in requested
-        cells = [label, str(entry["n"])] + [_pct(entry["recall"].get(k)) for k in TABLE_KEYS] + [_secs(entry["seconds"])]
+        cells = [label, str(entry["n"])] + [_pct(entry["recall"].get(k)) for k in TABLE_KEYS]
+        if bias:
+            cells += _bias_cells(bias.get(name))
+        cells.append(_secs(entry["seconds"]))
         lines.append("| " + " | ".join(cells) + " |")
     if earlier:
         lines += ["", "\\* not a configuration of this run: results an earlier run stored for some of these questions."]
@@ -193,6 +272,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
                 cells.append("–" if not t["n"] else
                              f"{100 * t['R@3']:.1f} / {100 * t['R@5']:.1f} / {100 * t['R@10']:.1f} ({t['n']})")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if bias:
+        lines += _bias_section(bias, run)
     if summary.get("answers"):
         lines += ["", "## Answers", ""]
         for config, entry in summary["answers"].items():
@@ -207,6 +288,20 @@ def render_markdown(summary: dict[str, Any]) -> str:
                 lines.append(f"  - replies with no parseable letter: {entry['unparsed_letters']}")
             for label, v in (entry.get("locomo_by_category") or {}).items():
                 lines.append(f"  - LoCoMo F1, {label}: {100 * v['mean']:.1f} (n = {v['n']})")
+    if summary.get("generation"):
+        lines += ["", "## Generated output of the generative rerankers", "",
+                  "Per query: output tokens the generator wrote (mean / p95) and generator calls (mean); per call: "
+                  "answers nothing could be read from (parse failures: those candidates keep their order) and "
+                  "answers used after fixing (repairs: ids or scores missing, repeated or out of range); readable "
+                  "answers that rank nothing (unchanged: the order shown, or one score for the whole group).", "",
+                  "| config | n | output tokens/query | p95 | calls/query | parse failures | repairs | unchanged "
+                  "| s/query |", "|---|---|---|---|---|---|---|---|---|"]
+        for name, g in summary["generation"].items():
+            cells = [name, str(g["n"]), f"{g['tokens_generated']['mean']:.1f}", f"{g['tokens_generated']['p95']:.0f}",
+                     f"{g['generator_calls']['mean']:.1f}", _of(g["parse_failures"], g["calls"]),
+                     _of(g["repairs"], g["calls"]), _of(g.get("calls_unchanged", 0), g["calls"]),
+                     _secs((summary["configs"].get(name) or {}).get("seconds"))]
+            lines.append("| " + " | ".join(cells) + " |")
     if summary.get("latency"):
         lines += ["", "## Latency per stage (seconds)", "", "| stage | n | mean | p50 | p95 |", "|---|---|---|---|---|"]
         for stage, p in summary["latency"].items():

@@ -10,9 +10,11 @@ another K is redone from scratch.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -45,8 +47,8 @@ def select(data: EvalData, books: Optional[Sequence[str]] = None, per_book: Opti
            exclude_reason: str = "listed in --exclude-ids") -> Selection:
     """Which documents and questions a run covers, deterministically.
 
-    ``books``: a single number N (the first N documents that have questions) or document ids / unique id
-    prefixes / parts of titles. ``per_book``: at most N questions per document (a sample seeded by ``seed``
+    ``books``: a single number N (the first N documents that have questions), a single range "A-B"
+    (documents A..B of those, 0-based, inclusive) or document ids / unique id prefixes / parts of titles. ``per_book``: at most N questions per document (a sample seeded by ``seed``
     and the document id, in file order). ``sample``: a seeded sample of N questions of the whole
     selection, in file order. ``limit``: the first N questions of what is left. LoCoMo's adversarial
     category is left out unless asked for (the QRRanker paper reports the other four). ``exclude_ids``:
@@ -62,8 +64,13 @@ def select(data: EvalData, books: Optional[Sequence[str]] = None, per_book: Opti
         questions = [q for q in questions if q.category != 5]
     with_questions = [d for d in data.documents if any(q.doc_id == d.id for q in questions)]
     if books:
+        span = re.fullmatch(r"(\d+)-(\d+)", str(books[0])) if len(books) == 1 else None
         if len(books) == 1 and str(books[0]).isdigit():
             docs = with_questions[:int(books[0])]
+        elif span and not any(d.id == books[0] for d in with_questions):
+            # "A-B": documents A..B (0-based, inclusive) of those with questions, in file order
+            # (LoCoMo: conversations, as `bookqa heads build-seeds --select A-B`).
+            docs = with_questions[int(span.group(1)):int(span.group(2)) + 1]
         else:
             docs = []
             for name in books:
@@ -155,7 +162,7 @@ class Runner:
     def __init__(self, data: EvalData, selection: Selection, configs: Sequence[Config], settings: Settings,
                  out_dir: Path, k: int, answers: bool = False, answer_config: str = "qr", generator=None,
                  resume: bool = False, progress: Progress = no_progress, show_bar: bool = True,
-                 meta: Optional[dict[str, Any]] = None):
+                 meta: Optional[dict[str, Any]] = None, shuffle_check: bool = False, shuffle_seed: int = 0):
         self.data = data
         self.selection = selection
         self.configs = list(configs)
@@ -171,6 +178,11 @@ class Runner:
         self.progress = progress
         self.show_bar = show_bar
         self.meta = dict(meta or {})
+        # Also run every order-sensitive configuration on a seeded shuffle of the same candidates
+        # (stored in the row under "shuffled"; the report compares its recall with the original order's).
+        self.shuffle_check = shuffle_check
+        self.shuffle_seed = int(shuffle_seed)
+        self.shuffled_calls: dict[str, int] = {}
         names = [c.name for c in self.configs]
         if answers and answer_config not in names:
             raise ConfigError(f"answers use configuration {answer_config!r}, which is not in this run "
@@ -199,7 +211,18 @@ class Runner:
         wanted = self._wanted(bool(row.get("gold", {}).get("chunk_ids")))
         if any(name not in row.get("configs", {}) for name in wanted):
             return True
+        if self._shuffle_todo(row, wanted):
+            return True
         return self._wants_answer(row)
+
+    def _shuffle_todo(self, row: dict[str, Any], wanted: Sequence[str]) -> list[Config]:
+        """Order-sensitive configurations of this run still missing their shuffled-order result."""
+        if not self.shuffle_check or not row.get("gold", {}).get("chunk_ids"):
+            return []
+        if "candidates" in row and len(row["candidates"].get("items", [])) < 2:
+            return []  # one candidate has one order
+        done = row.get("shuffled", {}).get("configs", {})
+        return [c for c in self.configs if c.order_sensitive and c.name in wanted and c.name not in done]
 
     def _wanted(self, has_gold: bool) -> list[str]:
         """Configurations to run for a question: all when it has gold chunks (recall needs them),
@@ -231,6 +254,7 @@ class Runner:
         run_meta = {**self.meta, "dataset": self.data.name, "source": self.data.source, "k": self.k,
                     "configs": [c.name for c in self.configs], "answers": self.answers,
                     "answer_config": self.answer_config if self.answers else None, "top_n": self.settings.top_n,
+                    "shuffle_check": self.shuffle_check,
                     "selected_questions": len(self.selection.questions),
                     "selected_documents": [d.id for d in self.selection.documents],
                     "excluded": self.selection.excluded, "notes": self.data.notes,
@@ -348,7 +372,7 @@ class Runner:
         cands = row.get("candidates", {})
         ctx = QuestionContext(book=book, question=q.question, k=self.k, settings=self.settings,
                               candidates=cands.get("items", []), candidates_seconds=float(cands.get("seconds", 0.0)),
-                              results=row["configs"])
+                              results=row["configs"], passes=row.setdefault("passes", {}))
         for config in todo:
             missing = [d for d in config.depends if d not in row["configs"]]
             if missing:
@@ -356,10 +380,32 @@ class Runner:
             result = config.run(ctx)
             self.calls[config.name] += 1
             row["configs"][config.name] = result.to_json()
+        self.run_shuffled(row, ctx, sorted(wanted))
+        if not row.get("passes"):
+            row.pop("passes", None)
         if self._wants_answer(row):
             row["answer"] = self.answer(book, q, row)
         row["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         return row
+
+    def run_shuffled(self, row: dict[str, Any], ctx: QuestionContext, wanted: Sequence[str]) -> None:
+        """The shuffle check: order-sensitive configurations on a seeded shuffle of the same candidates
+        (the order is drawn once per question and stored, so resumed and added configurations see it)."""
+        todo = self._shuffle_todo(row, wanted)
+        if not todo or len(ctx.candidate_ids) < 2:
+            return
+        shuffled = row.get("shuffled")
+        if shuffled is None or sorted(shuffled.get("order", [])) != sorted(ctx.candidate_ids):
+            order = list(ctx.candidate_ids)
+            random.Random(f"bookqa-shuffle:{self.shuffle_seed}:{row['qid']}").shuffle(order)
+            shuffled = row["shuffled"] = {"seed": self.shuffle_seed, "order": order, "configs": {}}
+        sctx = dataclasses.replace(ctx, prompt_order=list(shuffled["order"]), results=shuffled["configs"])
+        for config in todo:
+            missing = [d for d in config.depends if d not in shuffled["configs"]]
+            if missing:
+                raise ConfigError(f"configuration {config.name} needs {', '.join(missing)} first")
+            shuffled["configs"][config.name] = config.run(sctx).to_json()
+            self.shuffled_calls[config.name] = self.shuffled_calls.get(config.name, 0) + 1
 
     def answer(self, book, q: Question, row: dict[str, Any]) -> dict[str, Any]:
         from .answers import generate_answer, score_answer

@@ -4,12 +4,14 @@ A heads file is JSON::
 
     {"model": "qwen2.5-coder-0.5b", "revision": "...", "heads": [[layer, head], ...],   # rank order
      "detection": {"method": ..., "data": ..., "n_items": ..., "layers": [a, b], ...},
-     "date": "2026-11-28", "scores": [...]}                                           # optional
+     "date": "2026-11-28", "scores": [...],                                           # optional
+     "position_prior": [{...}, ...]}          # optional, per scoring setting (rerank/debias.py)
 
 Heads are 0-indexed; ``head`` is a query-head index (with GQA it reads KV head ``head // group``).
 
-:func:`resolve_heads` picks, in order: an explicit file (or ``builtin:NAME``) > the ``qr_head_list*``
-fields of a MindscapeRAG/QRRanker-style ``config.json`` in the model directory > the file shipped for
+:func:`resolve_heads` picks, in order: an explicit file (or ``builtin:NAME``) > a ``qr_heads.json`` in the
+model directory (a trained model, bookqa/train) > the ``qr_head_list*`` fields of a
+MindscapeRAG/QRRanker-style ``config.json`` in the model directory > the file shipped for
 the model under ``bookqa/heads/<model>.json`` > a built-in published list matched by model id.
 """
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ..errors import ConfigError, ModelError, NotFoundError
 from ..fileio import read_json, write_json
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "heads"
+MODEL_DIR_HEADS = "qr_heads.json"  # a heads file inside a model directory (written by `bookqa train`)
 
 
 def parse_head(value: Any) -> tuple[int, int]:
@@ -116,6 +119,9 @@ class HeadSet:
     date: str = ""
     scores: Optional[list[float]] = None
     source: str = ""  # where this set was read from (file path, "config.json", "builtin:NAME")
+    # Per-position score priors of these heads, one per scoring setting (rerank/debias.py; written by
+    # `bookqa heads prior`). Valid only for exactly these heads: top() and a new detection drop them.
+    position_prior: Optional[list[dict[str, Any]]] = None
 
     def __post_init__(self):
         if not self.heads:
@@ -153,6 +159,8 @@ class HeadSet:
                                "date": self.date or _dt.date.today().isoformat()}
         if self.scores is not None:
             row["scores"] = [float(s) for s in self.scores]
+        if self.position_prior:
+            row["position_prior"] = list(self.position_prior)
         return row
 
     @classmethod
@@ -161,7 +169,8 @@ class HeadSet:
             raise ConfigError(f"{source or 'heads file'} has no 'heads' list")
         return cls(heads=[parse_head(h) for h in row["heads"]], model=str(row.get("model", "")),
                    revision=str(row.get("revision", "")), detection=dict(row.get("detection") or {}),
-                   date=str(row.get("date", "")), scores=row.get("scores"), source=source)
+                   date=str(row.get("date", "")), scores=row.get("scores"), source=source,
+                   position_prior=row.get("position_prior") or None)
 
 
 def save_heads(path: Path | str, heads: HeadSet) -> None:
@@ -248,8 +257,9 @@ def builtin_for_model(model_id: str) -> Optional[HeadSet]:
 def resolve_heads(model_name: str, heads_arg: Optional[str] = None, model_dir: Optional[str] = None) -> HeadSet:
     """The head set to use for ``model_name`` (registry name, hub id or directory).
 
-    Order: ``heads_arg`` (a heads file or ``builtin:NAME``) > ``qr_head_list*`` in the model directory's
-    config.json > the shipped ``bookqa/heads/<model>.json`` > a built-in published list for this model id.
+    Order: ``heads_arg`` (a heads file or ``builtin:NAME``) > ``qr_heads.json`` in the model directory >
+    ``qr_head_list*`` in its config.json > the shipped ``bookqa/heads/<model>.json`` > a built-in published
+    list for this model id.
     """
     if heads_arg:
         if heads_arg.lower().startswith("builtin:"):
@@ -257,6 +267,9 @@ def resolve_heads(model_name: str, heads_arg: Optional[str] = None, model_dir: O
         return load_heads(heads_arg)
     for directory in (model_dir, model_name):
         if directory and Path(os.path.expanduser(directory)).is_dir():
+            own = Path(os.path.expanduser(directory)) / MODEL_DIR_HEADS
+            if own.is_file():  # a model directory written by `bookqa train` carries its heads file
+                return load_heads(own)
             found = heads_from_config(Path(os.path.expanduser(directory)))
             if found is not None:
                 return found

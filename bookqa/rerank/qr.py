@@ -12,6 +12,10 @@ With ``calibrate=True`` the same scores for the null question "N/A" are subtract
 calibration). Everything before the question is byte-identical in both prompts, so the KV cache of
 that prefix is reused and only the null suffix is run a second time.
 
+Order-robust options (debias.py): ``debias="position"`` corrects each candidate's normalised score by
+the prior its prompt position gets on its own (estimated with ``bookqa heads prior``, stored in the
+heads file), ``permutations=N`` scores the candidates under N orders and averages.
+
 Scores are listwise: they are comparable only within one call (all candidates share one softmax).
 """
 from __future__ import annotations
@@ -106,6 +110,23 @@ def load_tokenizer(source: str):
     return tok
 
 
+def choose_layout(heads: HeadSet, settings: Settings, layout: Optional[PromptLayout] = None,
+                  question_span: Optional[str] = None) -> PromptLayout:
+    """The prompt layout: the argument, else the one the heads were detected with (recorded in the
+    heads file), else the default. The question span: the argument, else the setting unless it is
+    "auto", else the layout's."""
+    if layout is None:
+        recorded = heads.detection.get("prompt_layout")
+        if isinstance(recorded, dict):
+            known = set(PromptLayout().to_json())
+            layout = PromptLayout(**{k: v for k, v in recorded.items() if k in known})
+        else:
+            layout = PromptLayout()
+    span = question_span or (settings.rerank_question_span if settings.rerank_question_span != "auto"
+                             else None) or layout.question_span
+    return PromptLayout(**{**layout.to_json(), "question_span": span})
+
+
 def _as_headset(heads: Union[HeadSet, Sequence, str, None], model_name: str, model_dir: Optional[str]) -> HeadSet:
     if isinstance(heads, HeadSet):
         return heads
@@ -123,6 +144,7 @@ class QRRanker(Reranker):
                  settings: Optional[Settings] = None, device: str = "auto", dtype: str = "auto",
                  question_span: Optional[str] = None, calibrate: Optional[bool] = None,
                  aggregate: Optional[str] = None, layout: Optional[PromptLayout] = None,
+                 debias: Optional[str] = None, permutations: Optional[int] = None,
                  progress: Progress = no_progress):
         import torch
 
@@ -134,6 +156,8 @@ class QRRanker(Reranker):
         if self.aggregate not in AGGREGATES:
             raise ConfigError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
         self.calibrate = settings.rerank_calibrate if calibrate is None else bool(calibrate)
+        self.debias = debias or settings.rerank_debias
+        self.permutations = int(permutations or settings.rerank_permutations)
         self._layout_arg, self._span_arg = layout, question_span
         if settings.threads > 0:
             torch.set_num_threads(settings.threads)
@@ -169,22 +193,14 @@ class QRRanker(Reranker):
                              f"{self.heads.deepest_layer}")
         self.max_positions = int(getattr(cfg, "max_position_embeddings", 0) or 0)
         self._lock = threading.Lock()
+        from .debias import check_options, prior_for
+
+        check_options(self.debias, self.permutations)
+        # The prior must have been estimated with this scoring (calibration, aggregation, span).
+        self.position_prior = prior_for(self, self.calibrate) if self.debias == "position" else None
 
     def _choose_layout(self, settings: Settings) -> PromptLayout:
-        """The prompt layout: the argument, else the one the heads were detected with (recorded in the
-        heads file), else the default. The question span: the argument, else the setting unless it is
-        "auto", else the layout's."""
-        layout = self._layout_arg
-        if layout is None:
-            recorded = self.heads.detection.get("prompt_layout")
-            if isinstance(recorded, dict):
-                known = set(PromptLayout().to_json())
-                layout = PromptLayout(**{k: v for k, v in recorded.items() if k in known})
-            else:
-                layout = PromptLayout()
-        span = self._span_arg or (settings.rerank_question_span if settings.rerank_question_span != "auto"
-                                  else None) or layout.question_span
-        return PromptLayout(**{**layout.to_json(), "question_span": span})
+        return choose_layout(self.heads, settings, self._layout_arg, self._span_arg)
 
     # ------------------------------------------------------------------------------------------
     @property
@@ -196,13 +212,19 @@ class QRRanker(Reranker):
 
     def head_scores(self, query: str, texts: Sequence[str], prefix: Optional[str] = None,
                     heads: Optional[Sequence[tuple[int, int]]] = None,
-                    spans: Optional[Sequence[str]] = None) -> tuple[np.ndarray, dict[str, Any]]:
+                    spans: Optional[Sequence[str]] = None, calibrate: Optional[bool] = None,
+                    keep_null: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
         """Per-head candidate scores, shape (len(heads), len(texts)) with heads in the given (or set)
         order, plus run information (tokens, timings). With ``spans`` (e.g. ("question", "query")) the
         scores of each question-span convention come from the same forward pass, shape
-        (len(spans), len(heads), len(texts)). Used by :meth:`rank` and by head detection."""
+        (len(spans), len(heads), len(texts)). Used by :meth:`rank` and by head detection.
+
+        ``calibrate`` overrides the ranker's setting for this call. With ``keep_null`` the null
+        question's scores are not subtracted: the scores returned are the plain ones and
+        ``info["null_scores"]`` holds the null question's (same shape), so one pass serves both."""
         import torch
 
+        calibrate = self.calibrate if calibrate is None else bool(calibrate)
         heads = list(heads) if heads is not None else list(self.heads.heads)
         span_names = list(spans) if spans is not None else [self.layout.question_span]
         by_layer: dict[int, list[int]] = {}
@@ -215,20 +237,23 @@ class QRRanker(Reranker):
                              f"{self.max_positions}; pass fewer or shorter candidates")
         t1 = time.perf_counter()
         n = len(texts)
-        cache = new_cache(self.model) if self.calibrate else None
+        cache = new_cache(self.model) if calibrate else None
         with self._lock:
             scores, res = self._run(prompt, 0, by_layer, heads, span_names, n, cache)
             info: dict[str, Any] = {"prompt_tokens": prompt.n_tokens,
                                     "question_tokens": prompt.question[1] - prompt.question[0],
                                     "tokens_run": [res.tokens_run], "layers_run": res.layers_run}
             timings = {"prompt": t1 - t0, "forward": res.seconds}
-            if self.calibrate:
+            if calibrate:
                 null = self.prompt(NULL_QUERY, texts, prefix)
                 keep = min([_common_prefix(prompt.input_ids, null.input_ids)]
                            + [prompt.spans[s][0] for s in span_names] + [null.spans[s][0] for s in span_names])
                 _crop_cache(cache, keep)  # the KV of everything before the question is reused as is
                 null_scores, res0 = self._run(null, keep, by_layer, heads, span_names, n, cache)
-                scores = scores - null_scores
+                if keep_null:
+                    info["null_scores"] = null_scores if spans is not None else null_scores[0]
+                else:
+                    scores = scores - null_scores
                 info["tokens_run"].append(res0.tokens_run)
                 info["null_reused_tokens"] = keep
                 timings["calibrate"] = res0.seconds
@@ -270,16 +295,24 @@ class QRRanker(Reranker):
             return make_results(query, [], [], info={"reranker": self.name})
         if not query.strip():
             raise InputError("the query is empty")
+        if self.debias != "none" or self.permutations > 1:
+            from .debias import robust_rank
+
+            return robust_rank(self, query, texts, ids, prefix, per_head)
         scores, info = self.head_scores(query, texts, prefix)
         total = scores.sum(axis=0)
         heads_named = [head_name(h) for h in self.heads.heads]
         per = ([{heads_named[k]: float(scores[k, i]) for k in range(len(heads_named))} for i in range(len(texts))]
                if per_head else None)
         timings = info.pop("timings")
-        info.update({"reranker": self.name, "model": self.model_name, "heads": len(heads_named),
-                     "heads_source": self.heads.source, "calibrate": self.calibrate, "aggregate": self.aggregate,
-                     "question_span": self.layout.question_span, "device": self.device, "dtype": self.dtype})
+        info.update(self.describe())
         return make_results(query, total.tolist(), ids, per_head=per, timings=timings, info=info)
+
+    def describe(self) -> dict[str, Any]:
+        """What the results' ``info`` says about this ranker (shared with the order-robust path)."""
+        return {"reranker": self.name, "model": self.model_name, "heads": len(self.heads.heads),
+                "heads_source": self.heads.source, "calibrate": self.calibrate, "aggregate": self.aggregate,
+                "question_span": self.layout.question_span, "device": self.device, "dtype": self.dtype}
 
 
 def _crop_cache(cache, keep: int) -> None:

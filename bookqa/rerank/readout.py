@@ -69,7 +69,12 @@ class _Capture:
         if local.numel() == 0 or int(local.min()) < 0 or int(local.max()) >= t_len:
             raise ModelError("question rows fall outside the tokens of this forward pass")
         heads = req.heads.to(query.device)
-        # fp32 from here on, whatever the model dtype; scale q before the product (fp16 overflow).
+        # fp32 from here on, whatever the model dtype (and with autocast off, as in bf16 training);
+        # scale q before the product (fp16 overflow).
+        with torch.autocast(device_type=query.device.type, enabled=False):
+            self._record(layer, query, key, heads, group, local, scaling, s_len, sliding_window)
+
+    def _record(self, layer, query, key, heads, group, local, scaling, s_len, sliding_window) -> None:
         q = query[0].index_select(0, heads).index_select(1, local.to(query.device)).float() * scaling
         k = key[0].index_select(0, torch.div(heads, group, rounding_mode="floor")).float()
         logits = torch.matmul(q, k.transpose(-1, -2))  # (h, R, S)
@@ -170,6 +175,29 @@ def _capture_attention(config):
             yield
         finally:
             config._attn_implementation = previous
+
+
+@contextlib.contextmanager
+def capturing(model, heads_by_layer: dict[int, Sequence[int]], rows: Sequence[int] | torch.Tensor, *,
+              segments: Optional[torch.Tensor] = None, n_segments: int = 0, skip_output: Sequence[int] = ()):
+    """Capture the question-row attention of the selected heads during whatever model calls run inside
+    the block; yields the capture, whose ``row_sum[layer]`` (heads, rows, n_segments) is filled once that
+    layer's attention ran. Unlike :func:`read_out` it leaves grad mode alone, so the captured rows are
+    differentiable (QR training, bookqa/train/scores.py); layers in ``skip_output`` return zeros instead
+    of their attention output."""
+    check_supported(model)
+    config = decoder_of(model).config
+    capture = _Capture(
+        layers={layer: _LayerRequest(torch.as_tensor(list(h), dtype=torch.long), skip_output=layer in skip_output)
+                for layer, h in heads_by_layer.items()},
+        rows=torch.as_tensor(rows, dtype=torch.long).flatten(), segments=segments, n_segments=n_segments,
+        keep_mean=False)
+    with _capture_attention(config):
+        token = _ACTIVE.set(capture)
+        try:
+            yield capture
+        finally:
+            _ACTIVE.reset(token)
 
 
 @torch.inference_mode()

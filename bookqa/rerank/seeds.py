@@ -148,6 +148,12 @@ def _arrange(item_id: str, candidates: list[str], gold: list[int], n_candidates:
     return [candidates[i] for i in keep], sorted(new_pos[g] for g in gold if g in new_pos)
 
 
+def _drop(drops: Optional[dict], reason: str) -> None:
+    """Count a question a builder leaves out (``drops``: a dict/Counter the caller passes, or None)."""
+    if drops is not None:
+        drops[reason] = drops.get(reason, 0) + 1
+
+
 def words(text: str) -> list[str]:
     return WORD.findall(text.lower())
 
@@ -190,7 +196,8 @@ def _parse_range(spec: Optional[str], n: int) -> list[int]:
 # ---------------------------------------------------------------------------------------------
 
 def build_musique(path: Path | str, budget: TokenBudget, max_tokens: int = 120, select: Optional[str] = None,
-                  n_candidates: Optional[int] = None, shuffle: bool = True) -> list[SeedItem]:
+                  n_candidates: Optional[int] = None, shuffle: bool = True,
+                  drops: Optional[dict] = None) -> list[SeedItem]:
     rows = read_jsonl(path)
     items = []
     for i in _parse_range(select, len(rows)):
@@ -199,6 +206,7 @@ def build_musique(path: Path | str, budget: TokenBudget, max_tokens: int = 120, 
         cands = [budget.cap(f"{p['title']}\n{p['paragraph_text']}", max_tokens) for p in paras]
         gold = [k for k, p in enumerate(paras) if p.get("is_supporting")]
         if not gold:
+            _drop(drops, "no supporting paragraph")
             continue
         item_id = f"musique:{r['id']}"
         cands, gold = _arrange(item_id, cands, gold, n_candidates, shuffle)
@@ -207,7 +215,8 @@ def build_musique(path: Path | str, budget: TokenBudget, max_tokens: int = 120, 
 
 
 def build_hotpotqa(path: Path | str, budget: TokenBudget, max_tokens: int = 120, select: Optional[str] = None,
-                   n_candidates: Optional[int] = None, shuffle: bool = True) -> list[SeedItem]:
+                   n_candidates: Optional[int] = None, shuffle: bool = True,
+                   drops: Optional[dict] = None) -> list[SeedItem]:
     path = Path(path)
     if path.suffix == ".jsonl":
         rows = read_jsonl(path)
@@ -226,6 +235,7 @@ def build_hotpotqa(path: Path | str, budget: TokenBudget, max_tokens: int = 120,
         cands = [budget.cap(f"{t}\n{x}", max_tokens) for t, x, _ in paras]
         gold = [k for k, (_, _, g) in enumerate(paras) if g]
         if not gold:
+            _drop(drops, "no supporting paragraph")
             continue
         item_id = f"hotpotqa:{qid}"
         cands, gold = _arrange(item_id, cands, gold, n_candidates, shuffle)
@@ -266,7 +276,7 @@ _EVIDENCE = re.compile(r"D:?(\d+):(\d+)")
 
 def build_locomo(path: Path | str, budget: TokenBudget, n_candidates: int = 20, candidates: str = "bm25",
                  select: Optional[str] = None, per_doc: Optional[int] = None, target_tokens: int = 100,
-                 max_tokens: int = 160, shuffle: bool = True) -> list[SeedItem]:
+                 max_tokens: int = 160, shuffle: bool = True, drops: Optional[dict] = None) -> list[SeedItem]:
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     items = []
     for ci in _parse_range(select, len(data)):
@@ -278,10 +288,12 @@ def build_locomo(path: Path | str, budget: TokenBudget, n_candidates: int = 20, 
         doc_items = []
         for qi, qa in enumerate(conv["qa"]):
             if qa.get("category") == 5 or "answer" not in qa:
+                _drop(drops, "adversarial (category 5) or no answer")
                 continue
             ids = {f"D{a}:{b}" for e in qa.get("evidence", []) for a, b in _EVIDENCE.findall(e)}
             gold_chunks = sorted({where[d] for d in ids if d in where})
             if not gold_chunks:
+                _drop(drops, "evidence turns not found")
                 continue
             item_id = f"locomo:{conv['sample_id']}:{qi}"
             if index is not None:
@@ -292,6 +304,7 @@ def build_locomo(path: Path | str, budget: TokenBudget, n_candidates: int = 20, 
                 picked = gold_chunks + rest[:max(0, n_candidates - len(gold_chunks))]
             gold = [k for k, c in enumerate(picked) if c in gold_chunks]
             if not gold:
+                _drop(drops, "no positive among the candidates")
                 continue  # the evidence was not retrieved: nothing to learn from
             cands, gold = _arrange(item_id, [texts[c] for c in picked], gold, shuffle=shuffle)
             doc_items.append(SeedItem(item_id, "locomo", qa["question"], cands, gold, doc_id=conv["sample_id"],
@@ -346,7 +359,8 @@ def story_chunks(text: str, budget: TokenBudget, target_tokens: int = 100, max_t
 
 
 def build_narrativeqa(path: Path | str, budget: TokenBudget, n_candidates: int = 20, select: Optional[str] = None,
-                      per_doc: Optional[int] = None, max_tokens: int = 120, shuffle: bool = True) -> list[SeedItem]:
+                      per_doc: Optional[int] = None, max_tokens: int = 120, shuffle: bool = True,
+                      drops: Optional[dict] = None) -> list[SeedItem]:
     """``path``: qaps_dev.jsonl (its ``story_file`` entries are resolved next to it)."""
     path = Path(path)
     rows = read_jsonl(path)
@@ -360,6 +374,8 @@ def build_narrativeqa(path: Path | str, budget: TokenBudget, n_candidates: int =
         doc = doc_ids[di]
         story = path.parent / by_doc[doc][0]["story_file"]
         if not story.is_file():
+            for _ in by_doc[doc]:
+                _drop(drops, "story file missing")
             continue
         chunks = story_chunks(story.read_text(encoding="utf-8", errors="replace"), budget,
                               target_tokens=min(100, max_tokens), max_tokens=max_tokens)
@@ -371,16 +387,19 @@ def build_narrativeqa(path: Path | str, budget: TokenBudget, n_candidates: int =
             answers = {a for a in answers if len(a) >= 2 and not all(w in STOP for w in a.split())}
             hits = [k for k, c in enumerate(norm) if any(f" {a} " in c for a in answers)]
             if not hits:
+                _drop(drops, "no silver evidence chunk")
                 continue
             qwords = {w for w in words(r["question"]) if w not in STOP}
             overlap = {k: len(qwords & set(norm[k].split())) for k in hits}
             best = max(overlap.values())
             if best == 0:
+                _drop(drops, "no silver evidence chunk")
                 continue
             silver = [k for k in hits if overlap[k] == best][:3]
             picked = index.top(r["question"], n_candidates)
             gold = [k for k, c in enumerate(picked) if c in silver]
             if not gold:
+                _drop(drops, "no positive among the candidates")
                 continue
             item_id = f"narrativeqa:{r['qid']}"
             cands, gold = _arrange(item_id, [chunks[c] for c in picked], gold, shuffle=shuffle)
@@ -394,26 +413,28 @@ def build_narrativeqa(path: Path | str, budget: TokenBudget, n_candidates: int =
 
 def build_seeds(dataset: str, path: Path | str, tokenizer, *, select: Optional[str] = None,
                 per_doc: Optional[int] = None, limit: Optional[int] = None, negatives: str = "bm25",
-                n_candidates: Optional[int] = None, max_tokens: int = 120, shuffle: bool = True) -> list[SeedItem]:
+                n_candidates: Optional[int] = None, max_tokens: int = 120, shuffle: bool = True,
+                drops: Optional[dict] = None) -> list[SeedItem]:
     """Build seed items for ``dataset`` from ``path`` (see the module docstring for each rule).
 
     ``select``: record range "A-B" (LoCoMo: conversations; NarrativeQA: documents in id order);
     ``per_doc``: at most this many questions per conversation/document; ``n_candidates``: candidates per
     item (MuSiQue/HotpotQA: all gold plus random negatives; LoCoMo/NarrativeQA: retriever top-N, default
-    20); ``shuffle=False`` keeps the source (retriever) order.
+    20); ``shuffle=False`` keeps the source (retriever) order. ``drops`` (a dict) counts the questions
+    left out, by reason (no gold, evidence not retrieved, ...).
     """
     budget = TokenBudget(tokenizer)
     if dataset == "musique":
-        items = build_musique(path, budget, max_tokens, select, n_candidates, shuffle)
+        items = build_musique(path, budget, max_tokens, select, n_candidates, shuffle, drops)
     elif dataset == "hotpotqa":
-        items = build_hotpotqa(path, budget, max_tokens, select, n_candidates, shuffle)
+        items = build_hotpotqa(path, budget, max_tokens, select, n_candidates, shuffle, drops)
     elif dataset == "locomo":
         items = build_locomo(path, budget, n_candidates=n_candidates or 20, candidates=negatives, select=select,
                              per_doc=per_doc, target_tokens=min(100, max_tokens), max_tokens=max(max_tokens, 120),
-                             shuffle=shuffle)
+                             shuffle=shuffle, drops=drops)
     elif dataset == "narrativeqa":
         items = build_narrativeqa(path, budget, n_candidates=n_candidates or 20, select=select, per_doc=per_doc,
-                                  max_tokens=max_tokens, shuffle=shuffle)
+                                  max_tokens=max_tokens, shuffle=shuffle, drops=drops)
     else:
         raise InputError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
     if limit is not None and len(items) > limit:

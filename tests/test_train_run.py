@@ -1,0 +1,176 @@
+"""The training run on a tiny model saved to disk: checkpoints, resume, the output model directory, the
+CLI."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from bookqa.errors import ConfigError
+from bookqa.rerank.heads import HeadSet, save_heads
+from bookqa.train.checkpoint import latest_checkpoint
+from bookqa.train.samples import TrainSample, write_samples
+from bookqa.train.scope import prepare
+from bookqa.train.scores import QRScorer
+from bookqa.train.trainer import (CHECKPOINTS, CURVE_FILE, HEADS_FILE, REPORT_FILE, TrainOptions, sample_order,
+                                  train)
+from test_rerank_tiny import tiny_model, tiny_tokenizer
+
+HEADS = HeadSet(heads=[(2, 1), (0, 3), (2, 2)], model="tiny",
+                detection={"prompt_layout": {"instruction": "Find the chunks that answer.", "question_span": "question"}})
+WORDS = "whale ship captain sea river garden letter sister doctor village".split()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def setup(tmp_path):
+    model = tiny_model("qwen2", layers=4)  # layer 3 lies above the deepest QR layer: dropped
+    model.save_pretrained(tmp_path / "tiny")
+    tiny_tokenizer().save_pretrained(tmp_path / "tiny")
+    save_heads(tmp_path / "heads.json", HEADS)
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(12):
+        cands = [" ".join(rng.choice(WORDS, 6)) for _ in range(5)]
+        samples.append(TrainSample(f"s{i}", "x", f"who was the {WORDS[i % 10]}?", cands, [i % 5], doc_id=f"d{i % 6}",
+                                   split="val" if i % 6 == 0 else "train"))
+    write_samples(tmp_path / "samples.jsonl", samples)
+    return tmp_path
+
+
+def _run(setup, out, steps, settings, **kw):
+    opts = dict(steps=steps, lr=1e-3, accum=2, checkpoint_every=2, candidates=5, max_tokens=40)
+    opts.update(kw)
+    lines = []
+    report = train(str(setup / "tiny"), [setup / "samples.jsonl"], setup / out, heads=str(setup / "heads.json"),
+                   settings=settings, options=TrainOptions(**opts), log=lines.append)
+    return report, lines
+
+
+def _weights(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_sample_order_is_a_function_of_the_step():
+    a = [i for step in range(1, 8) for i in sample_order(5, 0, step, 3)]
+    assert sorted(a[:5]) == list(range(5)) and sorted(a[5:10]) == list(range(5))  # each epoch a permutation
+    assert sample_order(5, 0, 4, 3) == a[9:12] and sample_order(5, 1, 1, 3) != a[:3]
+
+
+def test_resume_continues_from_the_saved_step_and_matches_an_uninterrupted_run(setup, settings):
+    full, _ = _run(setup, "a", 4, settings)
+    assert [v["step"] for v in full["validation"]] == [0, 2, 4]
+    assert len(full["losses"]) == 4 and full["resumed_from"] == []
+    assert latest_checkpoint(setup / "a" / CHECKPOINTS).name == "step-000004"  # older ones removed
+    assert len(list((setup / "a" / CHECKPOINTS).iterdir())) == 1
+
+    first, _ = _run(setup, "b", 2, settings)
+    assert latest_checkpoint(setup / "b" / CHECKPOINTS).name == "step-000002"
+    resumed, lines = _run(setup, "b", 4, settings)
+    assert any("resuming from" in l and "(step 2)" in l for l in lines)
+    assert [l.split()[1] for l in lines if l.startswith("step ")] == ["3/4", "4/4"]  # only the missing steps
+    assert resumed["resumed_from"] == [2] and resumed["steps_done"] == 4
+    assert resumed["losses"][:2] == first["losses"]
+    np.testing.assert_allclose(resumed["losses"], full["losses"], rtol=0, atol=1e-6)
+    assert resumed["validation"] == json.loads(json.dumps(full["validation"]))
+    wa, wb = _weights(setup / "a"), _weights(setup / "b")
+    assert set(wa) == set(wb)
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=1e-6)
+    # A finished run asked again does nothing new; other options refuse the checkpoint unless fresh.
+    again, lines = _run(setup, "b", 4, settings)
+    assert not [l for l in lines if l.startswith("step ")] and again["steps_done"] == 4
+    with pytest.raises(ConfigError, match="--fresh"):
+        _run(setup, "b", 4, settings, lr=5e-4)
+
+
+def test_output_directory_loads_in_qrranker(setup, settings):
+    from bookqa.rerank import QRRanker
+
+    report, _ = _run(setup, "out", 2, settings)
+    out = setup / "out"
+    for name in ("config.json", "model.safetensors", "tokenizer.json", HEADS_FILE, REPORT_FILE, CURVE_FILE):
+        assert (out / name).is_file(), name
+    assert "<svg" in (out / CURVE_FILE).read_text()
+    saved = json.loads((out / REPORT_FILE).read_text())
+    assert saved["losses"] == report["losses"] and saved["before"]["step"] == 0 and saved["after"]["step"] == 2
+    assert saved["layers_kept"] == 3 and saved["samples"]["train"] == 10 and saved["samples"]["val"] == 2
+    for ev in (saved["before"], saved["after"]):
+        assert set(ev["qr"]) >= {"R@1", "R@3", "R@5", "MRR", "n"}
+    base = _weights(setup / "tiny") if (setup / "tiny" / "model.safetensors").exists() else None
+    trained = _weights(out)
+    assert not any(k.startswith(("layers.3.", "model.layers.3.")) for k in trained)  # dropped above L
+    if base is not None:
+        assert not torch.equal(trained["embed_tokens.weight"], base["model.embed_tokens.weight"])
+    ranker = QRRanker(model=str(out), settings=settings)
+    assert ranker.heads.heads == HEADS.heads and ranker.heads.source.endswith(HEADS_FILE)
+    assert ranker.layout.instruction == "Find the chunks that answer."  # the layout travels with the heads
+    assert ranker.heads.detection["trained"]["scope"] == "full"
+    texts = ["the whale was at sea.", "the captain of the ship was Silas.", "a letter to her sister."]
+    got, _ = ranker.head_scores("who was the captain?", texts)
+    scorer = QRScorer(ranker.model, ranker.tokenizer, ranker.heads, ranker.layout)
+    with torch.no_grad():
+        mine = scorer.scores(scorer.prompt("who was the captain?", texts)).numpy()
+    np.testing.assert_allclose(got.sum(axis=0), mine, atol=1e-5)
+
+
+def test_lora_run_writes_merged_weights(setup, settings):
+    from bookqa.rerank import QRRanker
+
+    _run(setup, "lora", 1, settings, scope="lora", lr=1e-2)
+    trained = _weights(setup / "lora")
+    assert not any("lora" in k for k in trained)
+    ranker = QRRanker(model=str(setup / "lora"), settings=settings)
+    assert ranker.heads.detection["trained"]["scope"] == "lora"
+
+
+def test_merging_lora_keeps_the_scores(setup):
+    model, tok = tiny_model("qwen3", layers=3).model, tiny_tokenizer()
+    prepared = prepare(model, HEADS, "lora")
+    with torch.no_grad():
+        for name, p in prepared.trainable.items():
+            p.add_(torch.randn_like(p) * 0.05)  # adapters that change the scores
+    scorer = QRScorer(model, tok, HEADS)
+    prompt = scorer.prompt("who was the captain?", ["the whale.", "the captain Silas.", "a letter."])
+    with torch.no_grad():
+        before = scorer.scores(prompt)
+        merged = prepared.merged(model)
+        after = QRScorer(merged, tok, HEADS).scores(prompt)
+    torch.testing.assert_close(before, after, atol=1e-5, rtol=0)
+
+
+def test_cli_builds_samples_and_trains(setup, settings, capsys):
+    from pathlib import Path
+
+    from bookqa.cli import main
+
+    fixture = Path(__file__).parent / "fixtures" / "eval" / "musique" / "musique_mini.jsonl"
+    samples = setup / "musique.jsonl"
+    assert main(["-q", "train", "samples", "--dataset", "musique", "--data", str(fixture), "--out", str(samples),
+                 "--model", str(setup / "tiny"), "--candidates", "5", "--max-tokens", "30", "--val-frac", "0.5"]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {samples}: 2 samples from musique" in printed and "dropped: none" in printed
+    rows = [json.loads(l) for l in samples.read_text().splitlines()]
+    assert all(r["split"] in ("train", "val") and r["gold"] and len(r["candidates"]) == 5 for r in rows)
+    out = setup / "cli-out"
+    argv = ["-q", "train", "--model", str(setup / "tiny"), "--heads", str(setup / "heads.json"), "--data",
+            str(samples), "--data", str(setup / "samples.jsonl"), "--out", str(out), "--steps", "2",
+            "--candidates", "4", "--max-tokens", "30", "--accum", "1", "--checkpoint-every", "1", "--lr", "1e-4"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out}: 2 steps, scope full" in printed and "validation before" in printed
+    report = json.loads((out / REPORT_FILE).read_text())
+    assert report["options"]["candidates"] == 4 and report["command"].startswith("bookqa train --model")
+    assert report["samples"]["sources"].get("musique", 0) + report["samples"]["sources"]["x"] == report["samples"]["train"]
+    assert main(["-q", "train", "--model", str(setup / "tiny"), "--data", str(samples)]) == 2  # no --out
