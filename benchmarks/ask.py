@@ -46,6 +46,9 @@ def main() -> int:
 
     home = args.home or Path(tempfile.mkdtemp(prefix="bookqa-ask-bench-"))
     os.environ["BOOKQA_HOME"] = str(home)
+    # The temporary home is for the book only: the converted models stay in the shared cache, so the
+    # GGUF is not assembled and converted again for every run.
+    os.environ.setdefault("BOOKQA_MODEL_CACHE", str(Path.home() / ".cache" / "bookqa" / "models"))
     sys.path.insert(0, str(REPO))
     from bookqa.pipeline import ask, get_reranker
     from bookqa.generate import get_generator

@@ -17,6 +17,9 @@ from .chunk import Chunk
 # [1]  [1, 3]  [1,2,3]  [1-3]  【1】  【1，3】  ［2］  — a bracket holding only numbers, commas, dashes.
 _CITE = re.compile(r"[\[【［]\s*(\d+(?:\s*(?:[,，、;；]|[-–~～])\s*\d+)*)\s*[\]】］]")
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])[\"'”’」』)]*\s+|(?<=[。！？])")
+# Words whose full stop does not end a sentence ("Dr. Watson"), and single initials ("J. Smith").
+_ABBREVIATION = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Mme|Mlle|Dr|St|Prof|Rev|Col|Capt|Lt|Gen|Sgt|Sr|Jr|Hon|Gov|"
+                           r"vs|etc|e\.g|i\.e|cf|No|Vol|Fig|Mt|Ft)|\b[A-Z])\.$")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -129,6 +132,8 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     spans, start = [], 0
     for m in _SENTENCE_END.finditer(text):
         end = m.start()
+        if _ABBREVIATION.search(text[max(start, end - 8):end]):
+            continue
         # keep trailing citation brackets with this sentence
         tail = re.match(r"(\s*[\[【［][\d\s,，、;；\-–~～]+[\]】］])+", text[m.start():])
         if tail:

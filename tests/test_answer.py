@@ -109,3 +109,9 @@ def test_annotate_uses_sentence_offsets_even_when_claim_was_cleaned():
     raw = "Inspector Morton came in when the gas was turned up ."  # space before the stop
     parsed = attribute_uncited(parse_citations(raw, ev), ev)
     assert annotate(raw, parsed.citations) == raw + " [3]"
+
+
+def test_abbreviations_do_not_end_sentences():
+    answer = "Holmes asked Dr. Watson to fetch Mr. Culverton Smith. J. Smith came at six [2]."
+    spans = [answer[s:e].strip() for s, e in split_sentences(answer)]
+    assert spans == ["Holmes asked Dr. Watson to fetch Mr. Culverton Smith.", "J. Smith came at six [2]."]
