@@ -93,6 +93,13 @@ class GenerativeReranker(Reranker):
         self.keep_answers = keep_answers  # raw answers copied into info (debugging; 0 in evaluation runs)
 
     # --- prompts ---------------------------------------------------------------------------------
+    @staticmethod
+    def numbered_passages(query: str, passages: Sequence[str]) -> str:
+        """The part every generative prompt shares: the question, then the passages numbered from 1."""
+        listed = "\n".join(f"[{i}] {p}" for i, p in enumerate(passages, 1))
+        return (f"Question: {query.strip()}\n\n"
+                f"Here are {len(passages)} passages, each numbered in brackets:\n\n{listed}\n\n")
+
     def prompt(self, query: str, passages: Sequence[str]) -> str:  # pragma: no cover - abstract
         raise NotImplementedError
 

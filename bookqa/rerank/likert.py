@@ -110,10 +110,7 @@ class LikertReranker(GenerativeReranker):
         self.low, self.high = parse_scale(self.scale)
 
     def prompt(self, query: str, passages: Sequence[str]) -> str:
-        n = len(passages)
-        listed = "\n".join(f"[{i}] {p}" for i, p in enumerate(passages, 1))
-        return (f"Question: {query.strip()}\n\n"
-                f"Here are {n} passages, each numbered in brackets:\n\n{listed}\n\n"
+        return (self.numbered_passages(query, passages) +
                 f"Score how relevant each passage is to the question, from {self.low} (irrelevant) to "
                 f"{self.high} (answers it).\nQuestion: {query.strip()}\n"
                 f"Answer with one JSON object that maps every passage number to its score, and say nothing else.")

@@ -100,9 +100,7 @@ class PermutationReranker(GenerativeReranker):
 
     def prompt(self, query: str, passages: Sequence[str]) -> str:
         n = len(passages)
-        listed = "\n".join(f"[{i}] {p}" for i, p in enumerate(passages, 1))
-        return (f"Question: {query.strip()}\n\n"
-                f"Here are {n} passages, each numbered in brackets:\n\n{listed}\n\n"
+        return (self.numbered_passages(query, passages) +
                 f"Rank all {n} passages by how relevant they are to the question, the most relevant first.\n"
                 f"Question: {query.strip()}\n"
                 f"Answer with the passage numbers only, in the form [] > [], e.g. [1] > [2], and say nothing else.")
