@@ -32,3 +32,14 @@ def qwen_tokenizer():
     from bookqa.models import fast_tokenizer
 
     return fast_tokenizer("qwen2.5-coder-0.5b", Settings.from_env())
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run ~10x faster on one torch thread than on two busy ones (training tests use it)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -23,12 +23,7 @@ HEADS = HeadSet(heads=[(2, 1), (0, 3), (2, 2)], model="tiny",
 WORDS = "whale ship captain sea river garden letter sister doctor village".split()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

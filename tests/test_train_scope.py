@@ -24,13 +24,7 @@ GOLD = [1, 3]
 HEADS = HeadSet(heads=[(2, 1), (0, 3), (2, 2)])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run ~10x faster on one thread than on two busy ones."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(kind: str):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence, Union
 
 from ..chunk import Chunk
+from ..errors import InputError
 
 Candidate = Union[Chunk, str]
 
@@ -67,6 +68,15 @@ def candidate_texts_and_ids(chunks: Sequence[Candidate]) -> tuple[list[str], lis
             ids.append(i)
         else:
             raise TypeError(f"candidate {i} is {type(c).__name__}, expected Chunk or str")
+    return texts, ids
+
+
+def rank_inputs(query: str, chunks: Sequence[Candidate]) -> tuple[list[str], list[int]]:
+    """Texts and ids of the candidates a ``rank`` call scores; an empty query is refused when there is
+    anything to rank (every reranker returns an empty result for no candidates)."""
+    texts, ids = candidate_texts_and_ids(chunks)
+    if texts and not query.strip():
+        raise InputError("the query is empty")
     return texts, ids
 
 

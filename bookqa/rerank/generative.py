@@ -18,9 +18,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
-from ..errors import ConfigError, GeneratorError, InputError
+from ..errors import ConfigError, GeneratorError
 from ..settings import Settings
-from .base import Candidate, RankedResults, Reranker, candidate_texts_and_ids, make_results
+from .base import Candidate, RankedResults, Reranker, make_results, rank_inputs
 
 CONTEXT_MARGIN = 64  # tokens left free for the chat template's own wrapping (system prompt, role markers)
 MIN_PASSAGE_TOKENS = 16  # below this a window is pointless: the caller must shrink the window instead
@@ -152,11 +152,9 @@ class GenerativeReranker(Reranker):
     def rank(self, query: str, chunks: Sequence[Candidate], prefix: Optional[str] = None) -> RankedResults:
         """Rerank ``chunks`` (in first-stage order: ties and unreadable answers fall back to it).
         ``prefix`` is not shown to the generator; it is accepted to keep the Reranker contract."""
-        texts, ids = candidate_texts_and_ids(chunks)
+        texts, ids = rank_inputs(query, chunks)
         if not texts:
             return make_results(query, [], [], info={"reranker": self.name})
-        if not query.strip():
-            raise InputError("the query is empty")
         t0 = time.perf_counter()
         log = CallLog()
         scores, extra = self.order(query, texts, log)

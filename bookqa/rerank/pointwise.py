@@ -19,10 +19,10 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from ..errors import InputError, ModelError
+from ..errors import ModelError
 from ..progress import Progress, no_progress
 from ..settings import Settings
-from .base import Candidate, RankedResults, Reranker, candidate_texts_and_ids, make_results
+from .base import Candidate, RankedResults, Reranker, make_results, rank_inputs
 
 INSTRUCTION = "Does the passage answer the question? Answer yes or no."
 YES, NO = "yes", "no"
@@ -145,11 +145,9 @@ class PointwiseReranker(Reranker):
     def rank(self, query: str, chunks: Sequence[Candidate], prefix: Optional[str] = None) -> RankedResults:
         """Score each candidate alone. ``prefix`` is not shown to the model (a pointwise scorer sees one
         passage at a time); it is accepted to keep the Reranker contract."""
-        texts, ids = candidate_texts_and_ids(chunks)
+        texts, ids = rank_inputs(query, chunks)
         if not texts:
             return make_results(query, [], [], info={"reranker": self.name})
-        if not query.strip():
-            raise InputError("the query is empty")
         t0 = time.perf_counter()
         scores, info = self.scores(query, texts)
         timings = info.pop("timings")

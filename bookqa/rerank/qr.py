@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import ConfigError, InputError, ModelError
 from ..progress import Progress, no_progress
 from ..settings import Settings
-from .base import Candidate, RankedResults, Reranker, candidate_texts_and_ids, make_results
+from .base import Candidate, RankedResults, Reranker, make_results, rank_inputs
 from .heads import HeadSet, head_name, parse_head, resolve_heads
 from .prompt import BuiltPrompt, PromptLayout, build_prompt
 from .readout import check_supported, decoder_of, new_cache, read_out
@@ -290,11 +290,9 @@ class QRRanker(Reranker):
 
     def rank(self, query: str, chunks: Sequence[Candidate], prefix: Optional[str] = None,
              per_head: bool = False) -> RankedResults:
-        texts, ids = candidate_texts_and_ids(chunks)
+        texts, ids = rank_inputs(query, chunks)
         if not texts:
             return make_results(query, [], [], info={"reranker": self.name})
-        if not query.strip():
-            raise InputError("the query is empty")
         if self.debias != "none" or self.permutations > 1:
             from .debias import robust_rank
 

@@ -78,14 +78,18 @@ class SeedItem:
         return item
 
 
-def read_seeds(path: Path | str) -> list[SeedItem]:
+def read_rows(path: Path | str, kind: str = "seed") -> list[dict[str, Any]]:
+    """The JSON rows of a seed (or training sample) file, with a clear error when it is missing or not JSONL."""
     try:
-        rows = read_jsonl(path)
+        return read_jsonl(path)
     except FileNotFoundError:
-        raise InputError(f"seed file not found: {path}") from None
+        raise InputError(f"{kind} file not found: {path}") from None
     except ValueError as exc:
-        raise InputError(f"seed file {path} is not JSONL: {exc}") from None
-    items = [SeedItem.from_json(r) for r in rows]
+        raise InputError(f"{kind} file {path} is not JSONL: {exc}") from None
+
+
+def read_seeds(path: Path | str) -> list[SeedItem]:
+    items = [SeedItem.from_json(r) for r in read_rows(path)]
     seen = set()
     for it in items:
         if it.id in seen:

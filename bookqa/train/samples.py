@@ -32,7 +32,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 from ..errors import InputError
 from ..fileio import read_jsonl, write_jsonl
-from ..rerank.seeds import SeedItem, TokenBudget, build_seeds, locomo_chunks, story_chunks
+from ..rerank.seeds import SeedItem, TokenBudget, build_seeds, locomo_chunks, read_rows, story_chunks
 
 SPLITS = ("train", "val")
 PREFIX_DATASETS = ("narrativeqa", "locomo")
@@ -81,13 +81,7 @@ def read_samples(paths: Sequence[Path | str], val_frac: float) -> list[TrainSamp
     samples: list[TrainSample] = []
     seen: set[str] = set()
     for path in paths:
-        try:
-            rows = read_jsonl(path)
-        except FileNotFoundError:
-            raise InputError(f"sample file not found: {path}") from None
-        except ValueError as exc:
-            raise InputError(f"sample file {path} is not JSONL: {exc}") from None
-        for row in rows:
+        for row in read_rows(path, "sample"):
             s = TrainSample.from_json(row, val_frac)
             if s.id in seen:
                 raise InputError(f"sample id {s.id!r} appears twice ({path})")
