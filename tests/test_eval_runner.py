@@ -92,6 +92,39 @@ def test_resume_skips_finished_questions_and_adds_configs(esettings, tmp_path):
     assert other_k.calls == {"bm25": 2}
 
 
+class _Interrupting:
+    """A reranker that is stopped (Ctrl-C) on its first call, as a slow baseline could be."""
+
+    def __init__(self, inner):
+        self.inner, self.stopped = inner, False
+
+    def rank(self, *args, **kwargs):
+        if not self.stopped:
+            self.stopped = True
+            raise KeyboardInterrupt
+        return self.inner.rank(*args, **kwargs)
+
+
+def test_interruption_keeps_the_configurations_that_finished(esettings, tmp_path):
+    data = load_dataset("musique", EVAL / "musique" / "musique_mini.jsonl")
+    out = tmp_path / "out"
+    slow = _Interrupting(PointwiseReranker(model=(tiny_model("qwen3"), tiny_tokenizer()), settings=esettings))
+    first = _runner(data, ["bm25", "hybrid", "pointwise"], esettings, out, rerankers={"pointwise": slow}, k=4)
+    with pytest.raises(KeyboardInterrupt):
+        first.run()
+    assert first.calls == {"bm25": 1, "hybrid": 1, "pointwise": 0}
+    stored = read_rows(out / "musique.jsonl")
+    assert list(stored) == ["2hop__1_2"] and set(stored["2hop__1_2"]["configs"]) == {"bm25", "hybrid"}
+    again = _runner(data, ["bm25", "hybrid", "pointwise"], esettings, out, resume=True,
+                    rerankers={"pointwise": slow}, k=4)
+    again.run()
+    # the first question's finished configurations are not redone; its candidates are the stored ones
+    assert again.calls == {"bm25": 1, "hybrid": 1, "pointwise": 2}
+    rows = read_rows(out / "musique.jsonl")
+    assert all(set(r["configs"]) == {"bm25", "hybrid", "pointwise"} for r in rows.values())
+    assert rows["2hop__1_2"]["candidates"] == stored["2hop__1_2"]["candidates"]
+
+
 def test_rerankers_share_identical_candidates(esettings, tmp_path):
     data = load_dataset("musique", EVAL / "musique" / "musique_mini.jsonl")
     pair = (tiny_model("qwen2"), tiny_tokenizer())

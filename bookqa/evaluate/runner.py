@@ -2,7 +2,8 @@
 question, generate answers, and append one JSON row per question as soon as it is finished.
 
 Results file ``<out>/<dataset>.jsonl``: one row per question (a later row for the same question replaces
-an earlier one; the file is compacted to one row per question when the run ends). With ``resume`` a
+an earlier one; a row is stored after each configuration finishes, and the file is compacted to one row
+per question when the run ends). With ``resume`` a
 question whose row already holds every requested configuration (and its answer) is skipped; a row that
 lacks some configurations gets only those run, on the candidates stored in the row, so configurations
 can be added to a finished run later (e.g. once a heads file exists). A row made with other chunks or
@@ -194,6 +195,7 @@ class Runner:
         self.preparer = BookPreparer(settings, need_dense=self._needs_dense(),
                                      need_summaries=any(c.needs_summaries for c in self.configs), progress=progress)
         self.calls: dict[str, int] = {c.name: 0 for c in self.configs}
+        self.rows: dict[str, dict[str, Any]] = {}  # question id -> row, as stored
 
     def _needs_dense(self) -> bool:
         needs_candidates = any(c.needs_candidates for c in self.configs)
@@ -240,6 +242,13 @@ class Runner:
             fh.flush()
             os.fsync(fh.fileno())
 
+    def _checkpoint(self, row: dict[str, Any]) -> None:
+        """Store a question's row after each configuration, so an interruption loses at most the one
+        that was running (a generative baseline can take minutes); resume runs only what is missing."""
+        row["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.rows[str(row["qid"])] = row  # the final compaction rewrites the file from these
+        self._append(row)
+
     # --- the loop ------------------------------------------------------------------------------
     def run(self) -> dict[str, dict[str, Any]]:
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -247,7 +256,7 @@ class Runner:
             return self._run()
 
     def _run(self) -> dict[str, dict[str, Any]]:
-        existing = read_rows(self.results_path)
+        existing = self.rows = read_rows(self.results_path)
         if existing and not self.resume:
             raise ConfigError(f"{self.results_path} already holds {len(existing)} results; pass --resume to "
                               "continue that run, or choose another --out")
@@ -380,6 +389,7 @@ class Runner:
             result = config.run(ctx)
             self.calls[config.name] += 1
             row["configs"][config.name] = result.to_json()
+            self._checkpoint(row)
         self.run_shuffled(row, ctx, sorted(wanted))
         if not row.get("passes"):
             row.pop("passes", None)
@@ -406,6 +416,7 @@ class Runner:
                 raise ConfigError(f"configuration {config.name} needs {', '.join(missing)} first")
             shuffled["configs"][config.name] = config.run(sctx).to_json()
             self.shuffled_calls[config.name] = self.shuffled_calls.get(config.name, 0) + 1
+            self._checkpoint(row)
 
     def answer(self, book, q: Question, row: dict[str, Any]) -> dict[str, Any]:
         from .answers import generate_answer, score_answer
