@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from bookqa.cli import main
-from bookqa.evaluate.bias import bias_summary, position_stats, top1_position
+from bookqa.evaluate.report import render_markdown, summarize
+from bookqa.evaluate.bias import bias_summary, gold_at_first, position_stats, top1_position
 from bookqa.evaluate.configs import parse_config_names
 from bookqa.evaluate.datasets import load_dataset
 from bookqa.evaluate.runner import read_rows, select
@@ -125,8 +126,9 @@ def test_resume_adds_a_variant_and_the_shuffle_check_reusing_stored_passes(esett
 
 
 def _row(qid, cands, gold, ranked, shuffled_order=None, shuffled_ranked=None):
-    row = {"qid": qid, "candidates": {"items": [{"chunk_id": c} for c in cands]}, "gold": {"chunk_ids": gold},
-           "configs": {name: {"chunk_ids": r} for name, r in ranked.items()}}
+    row = {"qid": qid, "candidates": {"items": [{"chunk_id": c} for c in cands], "seconds": 0.1},
+           "gold": {"chunk_ids": gold}, "timings": {},
+           "configs": {name: {"chunk_ids": r, "seconds": 1.0} for name, r in ranked.items()}}
     if shuffled_order is not None:
         row["shuffled"] = {"order": shuffled_order,
                            "configs": {name: {"chunk_ids": r} for name, r in shuffled_ranked.items()}}
@@ -161,6 +163,13 @@ def test_bias_statistics_on_constructed_rows():
     assert s["shuffled"]["recall"]["R@1"]["mean"] == pytest.approx(0.0)
     assert s["shuffled"]["delta"]["R@1"] == pytest.approx(-0.25)
     assert g["shuffled"]["recall"]["R@1"]["mean"] == pytest.approx(0.75) and g["shuffled"]["delta"]["R@3"] == 0
+    # the yardstick: position 1 holds gold in b's original order (1) only; in neither shuffled order (4, 2)
+    ref = gold_at_first(rows + [_row("c", [5, 6], [], {"sticky": [5, 6]})])  # no gold: not counted
+    assert ref == {"n": 2, "original": 0.5, "shuffled_n": 2, "shuffled": 0.0}
+    md = render_markdown(summarize(rows, {"dataset": "locomo", "configs": ["sticky", "good"], "shuffle_check": True},
+                                   n_boot=20))
+    assert "| sticky | 2 |" in md and "shuffled: top-1 @pos 1" in md
+    assert "first candidate is a gold chunk in 50.0% of the 2 questions with gold in the original order, 0.0% of 2" in md
 
 
 def test_books_range_and_cli_flags(tmp_path, monkeypatch):

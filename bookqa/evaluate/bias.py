@@ -76,3 +76,23 @@ def bias_summary(rows: Sequence[dict[str, Any]], names: Sequence[str], n_boot: i
             }
         out[name] = entry
     return out
+
+
+def gold_at_first(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """How often the prompt's first candidate is a gold chunk, in the original order and in the shuffled
+    one, over questions with gold. A reranker whose top-1 is always gold shows a top-1-at-position-1 rate
+    of up to this much with no bias at all, so it is the yardstick for that rate: in the original
+    (first-stage) order it is high whenever the first stage is good; in the shuffled order it is about
+    (gold chunks) / K."""
+    original, shuffled = [], []
+    for r in rows:
+        gold = set(r.get("gold", {}).get("chunk_ids") or [])
+        cands = [c["chunk_id"] for c in r.get("candidates", {}).get("items", [])]
+        if not gold or not cands:
+            continue
+        original.append(cands[0] in gold)
+        order = (r.get("shuffled") or {}).get("order")
+        if order:
+            shuffled.append(order[0] in gold)
+    rate = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+    return {"n": len(original), "original": rate(original), "shuffled_n": len(shuffled), "shuffled": rate(shuffled)}
