@@ -214,9 +214,14 @@ def test_cli_eval_and_report_only(tmp_path, monkeypatch):
     assert report["run"]["command"].startswith("bookqa") and report["run"]["k"] == 5
     assert (tmp_path / "home" / "eval" / "books").is_dir()  # the evaluation's own library
     (out / "locomo-report.md").unlink()
-    assert main(["--home", str(tmp_path / "home"), "eval", "locomo", "--data", "unused", "--out", str(out),
-                 "--report-only"]) == 0
+    report_only = argv[:-1] + ["--report-only"]
+    assert main(report_only) == 0
     assert "| bm25 | 6 |" in (out / "locomo-report.md").read_text()
+    # the report covers the questions the command selects, not every row of the results file
+    assert main(report_only + ["--limit", "2"]) == 0
+    md = (out / "locomo-report.md").read_text()
+    assert "complete run: 2 of 2 selected questions" in md and "| bm25 | 2 |" in md
+    assert json.loads((out / "locomo-report.json").read_text())["run"]["command"] == report["run"]["command"]
     assert main(argv) == 2  # results exist and --resume was not given: a one-line error
 
 

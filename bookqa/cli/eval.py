@@ -60,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(--seed) and report shuffled-order recall next to the original order's")
     p.add_argument("--permutations", type=int, metavar="N",
                    help="orders the *_perm configurations average over (default 3: input, reversed, interleaved)")
-    p.add_argument("--report-only", action="store_true", help="rewrite the report from the results file and stop")
+    p.add_argument("--report-only", action="store_true", help="rewrite the report of the selected questions from the results file and stop")
     # model settings shared with `bookqa ask`
     p.add_argument("--reranker-model", dest="reranker_model", help="QR reranker model (name, hub id, dir)")
     p.add_argument("--heads", dest="reranker_heads", help="QR heads file (default: shipped for the model)")
@@ -79,12 +79,6 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from ..evaluate.runner import ANSWER_BY_DEFAULT, Runner, read_id_list, read_rows, select
 
     out = args.out or Path("eval-out") / args.dataset
-    if args.report_only:
-        rows = list(read_rows(out / f"{args.dataset}.jsonl").values())
-        md, js = write_report(out, args.dataset, rows)
-        print(f"report: {md} ({len(rows)} questions)")
-        return 0
-
     settings = eval_settings(settings, args.books_home)
     if args.fusion_weight is not None:
         settings = settings.replace(eval_fusion_weight=args.fusion_weight)
@@ -98,6 +92,8 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
                        include_adversarial=args.include_adversarial, seed=args.seed, sample=args.sample,
                        exclude_ids=read_id_list(args.exclude_ids, data.name) if args.exclude_ids else None,
                        exclude_reason="used for QR head detection (--exclude-ids)")
+    if args.report_only:
+        return _report_only(out, args.dataset, selection)
     names = parse_config_names(args.configs, args.trained)
     configs = build_configs(names, settings, trained=args.trained, permutations=args.permutations)
     answers = args.answers if args.answers is not None else (args.dataset in ANSWER_BY_DEFAULT)
@@ -134,4 +130,23 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         progress.close()
     md, _ = runner.report_paths
     print(f"results: {runner.results_path}\nreport: {md}")
+    return 0
+
+
+def _report_only(out: Path, dataset: str, selection) -> int:
+    """Rewrite the report of the questions this command selects (a results file can hold more, e.g. from a
+    larger earlier run), with the stored run description."""
+    from ..evaluate.report import write_report
+    from ..evaluate.runner import read_rows
+    from ..fileio import read_json
+
+    order = {q.id: i for i, q in enumerate(selection.questions)}
+    rows = sorted((r for r in read_rows(out / f"{dataset}.jsonl").values() if str(r["qid"]) in order),
+                  key=lambda r: order[str(r["qid"])])
+    run_file = out / f"{dataset}-run.json"
+    meta = read_json(run_file) if run_file.is_file() else {"dataset": dataset}
+    meta.update(selected_questions=len(selection.questions), selected_documents=[d.id for d in selection.documents],
+                excluded=selection.excluded)
+    md, _ = write_report(out, dataset, rows, meta)
+    print(f"report: {md} ({len(rows)} of {len(selection.questions)} selected questions)")
     return 0
