@@ -75,8 +75,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from ..evaluate.configs import build_configs, parse_config_names
     from ..evaluate.corpus import eval_settings
     from ..evaluate.datasets import load_dataset
-    from ..evaluate.report import write_report
-    from ..evaluate.runner import ANSWER_BY_DEFAULT, Runner, read_id_list, read_rows, select
+    from ..evaluate.runner import ANSWER_BY_DEFAULT, Runner, read_id_list, select
 
     out = args.out or Path("eval-out") / args.dataset
     settings = eval_settings(settings, args.books_home)
@@ -134,15 +133,12 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _report_only(out: Path, dataset: str, selection) -> int:
-    """Rewrite the report of the questions this command selects (a results file can hold more, e.g. from a
-    larger earlier run), with the stored run description."""
+    """Rewrite the report of the questions this command selects, with the stored run description."""
     from ..evaluate.report import write_report
     from ..evaluate.runner import read_rows
     from ..fileio import read_json
 
-    order = {q.id: i for i, q in enumerate(selection.questions)}
-    rows = sorted((r for r in read_rows(out / f"{dataset}.jsonl").values() if str(r["qid"]) in order),
-                  key=lambda r: order[str(r["qid"])])
+    rows = selection.rows_of(read_rows(out / f"{dataset}.jsonl"))
     run_file = out / f"{dataset}-run.json"
     meta = read_json(run_file) if run_file.is_file() else {"dataset": dataset}
     meta.update(selected_questions=len(selection.questions), selected_documents=[d.id for d in selection.documents],

@@ -41,6 +41,11 @@ class Selection:
     questions: list[Question]
     excluded: dict[str, int] = field(default_factory=dict)
 
+    def rows_of(self, rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        """The stored rows of the selected questions, in selection order (a results file can hold more)."""
+        order = {q.id: i for i, q in enumerate(self.questions)}
+        return sorted((r for r in rows.values() if str(r["qid"]) in order), key=lambda r: order[str(r["qid"])])
+
 
 def select(data: EvalData, books: Optional[Sequence[str]] = None, per_book: Optional[int] = None,
            limit: Optional[int] = None, include_adversarial: bool = False, seed: int = 0,
@@ -323,10 +328,7 @@ class Runner:
     def write_report(self, rows: dict[str, dict[str, Any]], meta: dict[str, Any]) -> tuple[Path, Path]:
         from .report import write_report
 
-        order = {q.id: i for i, q in enumerate(self.selection.questions)}
-        chosen = [r for r in rows.values() if str(r["qid"]) in order]
-        chosen.sort(key=lambda r: order[str(r["qid"])])
-        self.report_paths = write_report(self.out_dir, self.data.name, chosen, meta)
+        self.report_paths = write_report(self.out_dir, self.data.name, self.selection.rows_of(rows), meta)
         return self.report_paths
 
     def warm_up(self, book) -> None:
