@@ -223,6 +223,24 @@ def test_cli_eval_and_report_only(tmp_path, monkeypatch):
     assert "complete run: 2 of 2 selected questions" in md and "| bm25 | 2 |" in md
     assert json.loads((out / "locomo-report.json").read_text())["run"]["command"] == report["run"]["command"]
     assert main(argv) == 2  # results exist and --resume was not given: a one-line error
+    assert json.loads((out / "locomo-run.json").read_text())["settings"]["rerank"]["calibrate"] is False
+
+
+def test_cli_eval_resume_refuses_other_settings(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BOOKQA_DENSE_WEIGHT", "0")
+    out = tmp_path / "out"
+    argv = ["-q", "--home", str(tmp_path / "home"), "eval", "locomo", "--data", str(EVAL / "locomo" / "locomo_mini.json"),
+            "--configs", "bm25", "--k", "5", "--out", str(out), "--no-answers", "--limit", "2"]
+    assert main(argv) == 0
+    before = (out / "locomo.jsonl").read_bytes()
+    # "qr" would mean another reranker than the stored rows': refused, nothing touched
+    monkeypatch.setenv("BOOKQA_RERANK_CALIBRATE", "1")
+    assert main(argv + ["--resume"]) == 2
+    assert "other settings (rerank:" in capsys.readouterr().err
+    assert (out / "locomo.jsonl").read_bytes() == before
+    monkeypatch.delenv("BOOKQA_RERANK_CALIBRATE")
+    assert main(argv[:-1] + ["3", "--resume"]) == 0  # same settings: resumes
+    assert len(read_rows(out / "locomo.jsonl")) == 3
 
 
 @pytest.mark.real_model

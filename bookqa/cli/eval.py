@@ -108,7 +108,14 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
             "settings": {"reranker": settings.reranker_model, "heads": settings.reranker_heads or "shipped",
                          "embedder": settings.embed_model, "generator": f"{settings.generator}:{settings.generator_model}",
                          "chunk_tokens": settings.chunk_tokens, "summaries": settings.summaries,
-                         "device": settings.device, "dtype": settings.dtype}}
+                         "device": settings.device, "dtype": settings.dtype,
+                         # what "qr" means in this run (the reranker as configured)
+                         "rerank": {"calibrate": settings.rerank_calibrate, "debias": settings.rerank_debias,
+                                    "permutations": settings.rerank_permutations,
+                                    "aggregate": settings.rerank_aggregate,
+                                    "question_span": settings.rerank_question_span}}}
+    if args.resume:
+        _check_same_settings(out / f"{args.dataset}-run.json", meta["settings"])
     print(f"{data.name}: {len(selection.questions)} questions on {len(selection.documents)} documents; "
           f"configurations {', '.join(c.name for c in configs)}; K = {k}; answers {'on' if answers else 'off'}",
           file=sys.stderr)
@@ -130,6 +137,22 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     md, _ = runner.report_paths
     print(f"results: {runner.results_path}\nreport: {md}")
     return 0
+
+
+def _check_same_settings(run_file: Path, settings: dict) -> None:
+    """Refuse to resume a run whose stored rows were made with other model settings: a report would mix
+    two rerankers (or embedders, generators) under one name. Keys a run file lacks (older runs) pass."""
+    from ..errors import ConfigError
+    from ..fileio import read_json
+
+    if not run_file.is_file():
+        return
+    stored = read_json(run_file).get("settings") or {}
+    changed = [f"{key}: {stored[key]!r} -> {value!r}" for key, value in settings.items()
+               if key in stored and stored[key] != value]
+    if changed:
+        raise ConfigError(f"{run_file.parent} holds results made with other settings ({'; '.join(changed)}); "
+                          "resume with the same settings, or write to another --out")
 
 
 def _report_only(out: Path, dataset: str, selection) -> int:

@@ -11,6 +11,10 @@ main() {  # the whole script is read before it runs, so editing it cannot distur
     D=/work/shared/data
     BQ=".venv/bin/python -m bookqa"  # progress bars with ETA go to the log
     HEADS=bookqa/heads/qwen2.5-coder-0.5b.json
+    # A trained checkpoint (bookqa train's output folder, e.g. docs/training-qwen2.5-coder-0.5b.md) adds
+    # qr_trained next to the shipped heads: TRAINED=/path/to/out docs/eval/run-rerank.sh
+    T=${TRAINED:+--trained $TRAINED}
+    QT=${TRAINED:+,qr_trained}
 
     # Keep the first-stage reports over every question before the reports are narrowed to the samples.
     for ds in locomo musique narrativeqa; do
@@ -24,11 +28,11 @@ main() {  # the whole script is read before it runs, so editing it cannot distur
     # The items the shipped heads were detected on are left out, so QR is scored on unseen questions.
     X="--exclude-ids docs/eval/qr-head-detection-ids.txt"
     pass() {  # $1 = configs, $2 = LoCoMo per conversation, $3 = MuSiQue sample, $4 = NarrativeQA per book
-        $BQ eval locomo --data $D/locomo/locomo10.json --books 2 --per-book "$2" --configs "$1" --k 20 $X \
+        $BQ eval locomo --data $D/locomo/locomo10.json --books 2 --per-book "$2" --configs "$1" --k 20 $X $T \
             --out docs/eval/locomo --resume
-        $BQ eval musique --data $D/musique/musique_ans_v1.0_migres_eval200.jsonl --sample "$3" --configs "$1" --k 20 $X \
+        $BQ eval musique --data $D/musique/musique_ans_v1.0_migres_eval200.jsonl --sample "$3" --configs "$1" --k 20 $X $T \
             --out docs/eval/musique --resume
-        $BQ eval narrativeqa --data $D/narrativeqa/qaps_dev.jsonl --books 5 --per-book "$4" --configs "$1" --k 20 $X \
+        $BQ eval narrativeqa --data $D/narrativeqa/qaps_dev.jsonl --books 5 --per-book "$4" --configs "$1" --k 20 $X $T \
             --out docs/eval/narrativeqa --resume
     }
     # While the heads file is missing: the pointwise baseline (needs no heads) on the smallest samples.
@@ -38,9 +42,9 @@ main() {  # the whole script is read before it runs, so editing it cannot distur
     done
     until [ -s "$HEADS" ]; do echo "$(date +%T) waiting for $HEADS"; sleep 120; done
     pass $FIRST,qr,qr_fused 10 20 4                               # QR (+ answers with QR's top-3)
-    pass $FIRST,qr,qr_fused,qr_prefix,pointwise 10 20 4           # the costly baselines on the same questions
-    pass $FIRST,qr,qr_fused,qr_prefix,pointwise 25 50 10
-    pass $FIRST,qr,qr_fused,qr_prefix,pointwise 1000 200 1000     # everything selected in phase 1
+    pass $FIRST,qr,qr_fused,qr_prefix,pointwise$QT 10 20 4        # the costly baselines on the same questions
+    pass $FIRST,qr,qr_fused,qr_prefix,pointwise$QT 25 50 10
+    pass $FIRST,qr,qr_fused,qr_prefix,pointwise$QT 1000 200 1000  # everything selected in phase 1
 }
 
 main "$@"
