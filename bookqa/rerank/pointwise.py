@@ -28,27 +28,6 @@ INSTRUCTION = "Does the passage answer the question? Answer yes or no."
 YES, NO = "yes", "no"
 
 
-def load_causal_lm(source: str, *, device: str = "cpu", dtype: str = "auto"):
-    """The full causal LM (with its LM head), SDPA attention, in eval mode."""
-    from transformers import AutoModelForCausalLM
-    from transformers.utils import logging as hf_logging
-
-    from .qr import resolve_dtype
-
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=resolve_dtype(dtype, device),
-                                                     attn_implementation="sdpa")
-    except OSError as exc:
-        raise ModelError(f"cannot load model from {source}: {exc}") from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    model.to(device)
-    model.eval()
-    return model
-
-
 class PointwiseReranker(Reranker):
     """Yes/no relevance logits of a causal LM, one pair at a time (batched)."""
 
@@ -60,7 +39,7 @@ class PointwiseReranker(Reranker):
         import torch
 
         from ..models import causal_lm_source, resolve_device
-        from .qr import load_tokenizer
+        from .qr import load_model, load_tokenizer
 
         settings = settings or Settings.from_env()
         self.batch_size = int(batch_size or settings.pointwise_batch_size)
@@ -78,8 +57,8 @@ class PointwiseReranker(Reranker):
             source = causal_lm_source(self.model_name, settings, progress)
             self.device = resolve_device(device if device != "auto" else settings.device)
             progress("loading pointwise model", 0, 1)
-            self.model = load_causal_lm(source, device=self.device,
-                                        dtype=dtype if dtype != "auto" else settings.dtype)
+            self.model = load_model(source, device=self.device, dtype=dtype if dtype != "auto" else settings.dtype,
+                                    lm_head=True)
             self.tokenizer = load_tokenizer(source)
             progress("loading pointwise model", 1, 1)
         self.yes_id, self.no_id = self._answer_token(YES), self._answer_token(NO)

@@ -70,14 +70,16 @@ def resolve_dtype(dtype: str, device: str):
         raise ConfigError(f"unknown dtype {dtype!r}") from None
 
 
-def load_model(source: str, *, device: str = "cpu", dtype: str = "auto", keep_layers: Optional[int] = None):
-    """Load the decoder stack (no LM head) of a causal LM for the read-out, with SDPA attention.
+def load_model(source: str, *, device: str = "cpu", dtype: str = "auto", keep_layers: Optional[int] = None,
+               lm_head: bool = False):
+    """Load the decoder stack (no LM head) of a causal LM for the read-out, with SDPA attention, in eval mode.
 
     ``keep_layers``: build and load only the first N decoder layers (the read-out never runs later ones).
     A MindscapeRAG/QRRanker checkpoint (architecture ``Qwen3Model``) loads with the standard Qwen3 classes.
+    ``lm_head=True`` loads the whole causal LM instead (the pointwise baseline reads its logits).
     """
     import torch
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     config = AutoConfig.from_pretrained(source)
@@ -91,7 +93,8 @@ def load_model(source: str, *, device: str = "cpu", dtype: str = "auto", keep_la
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the skipped LM head / later layers are reported as unused weights
     try:
-        model = AutoModel.from_pretrained(source, config=config, dtype=torch_dtype, attn_implementation="sdpa")
+        auto_class = AutoModelForCausalLM if lm_head else AutoModel
+        model = auto_class.from_pretrained(source, config=config, dtype=torch_dtype, attn_implementation="sdpa")
     except OSError as exc:
         raise ModelError(f"cannot load model from {source}: {exc}") from None
     finally:
