@@ -118,3 +118,30 @@ def test_percentiles():
     p = percentiles([1.0, 2.0, 3.0, 4.0])
     assert p["mean"] == 2.5 and p["p50"] == 2.5 and math.isclose(p["p95"], 3.85)
     assert percentiles([])["mean"] is None
+
+
+def test_paired_differences_against_qr_and_the_best_first_stage():
+    from bookqa.evaluate.report import render_markdown, summarize
+
+    def row(qid, gold, **ranked):
+        return {"dataset": "locomo", "qid": qid, "doc_id": "d", "gold": {"chunk_ids": gold, "kind": "gold"},
+                "configs": {name: {"chunk_ids": ids, "seconds": 0.0} for name, ids in ranked.items()}}
+
+    rows = [row("1", [1], bm25=[1, 2, 3], qr=[2, 1, 3], qr_x=[1, 2, 3]),
+            row("2", [5], bm25=[4, 5, 6], qr=[5, 4, 6], qr_x=[4, 6, 5]),
+            row("3", [7, 8], bm25=[7, 9, 8], qr=[7, 8, 9], qr_x=[9, 7, 8])]
+    # R@1 per question: bm25 1, 0, 1/2; qr 0, 1, 1/2; qr_x 1, 0, 0. R@3 is 1 everywhere.
+    paired = summarize(rows, {"dataset": "locomo"}, n_boot=200)["paired"]
+    assert paired["references"] == ["qr", "bm25"]
+    vs_qr, vs_bm25 = paired["configs"]["qr"], paired["configs"]["bm25"]
+    assert set(vs_qr) == {"bm25", "qr_x"} and set(vs_bm25) == {"qr", "qr_x"}
+    assert vs_qr["bm25"]["R@1"]["mean"] == pytest.approx(0.0)
+    assert (vs_qr["bm25"]["R@1"]["won"], vs_qr["bm25"]["R@1"]["lost"]) == (1, 1)
+    x = vs_qr["qr_x"]["R@1"]
+    assert x["mean"] == pytest.approx(-1 / 6) and (x["won"], x["lost"]) == (1, 2) and x["lo"] <= x["mean"] <= x["hi"]
+    assert vs_bm25["qr_x"]["R@1"]["mean"] == pytest.approx(-1 / 6) and vs_bm25["qr_x"]["R@1"]["lost"] == 1
+    assert vs_qr["qr_x"]["R@3"] == {**vs_qr["qr_x"]["R@3"], "mean": 0.0, "lo": 0.0, "hi": 0.0, "won": 0, "lost": 0}
+    md = render_markdown(summarize(rows, {"dataset": "locomo"}, n_boot=200))
+    assert "Against `qr`:" in md and "| qr_x | 3 | -16.7 [" in md and "(1/2)" in md
+    # nothing to pair against: no section
+    assert summarize([row("1", [1], dense=[1, 2])], {"dataset": "locomo"}, n_boot=10)["paired"] is None

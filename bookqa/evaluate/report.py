@@ -2,7 +2,8 @@
 
 JSON (``<dataset>-report.json``) holds everything; Markdown (``<dataset>-report.md``) shows one table
 per dataset (R@1/3/5/10/50, recall-any, seconds per query; means with 95% bootstrap intervals), the
-latency of each stage, the answer scores and the counts (questions, excluded for no gold, partial runs).
+latency of each stage, the answer scores, paired differences against ``qr`` and the best first stage, and
+the counts (questions, excluded for no gold, partial runs).
 Both files are written atomically; recomputing a report from the results file changes nothing else.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from ..fileio import read_json, write_json, write_text
 from .answers import score_answer
 from .datasets.locomo import CATEGORY_NAMES
 from .bias import BINS, bias_summary, gold_at_first
+from .configs import FIRST_STAGE
 from .metrics import RECALL_KS, bootstrap_ci, percentiles, recalls
 
 TABLE_KEYS = [f"R@{k}" for k in RECALL_KS] + ["any@3", "any@10"]
@@ -61,9 +63,64 @@ def summarize(rows: Sequence[dict[str, Any]], meta: Optional[dict[str, Any]] = N
     summary["by_subset"] = _by_subset(with_gold, names)
     summary["answers"] = _answers(dataset, rows, n_boot)
     summary["generation"] = _generation(rows, names)
+    summary["paired"] = _paired(with_gold, names, summary["configs"], n_boot)
     summary["bias"] = bias_summary(rows, names, n_boot=n_boot, seed=SEED)
     summary["gold_at_first"] = gold_at_first(with_gold) if summary["bias"] else None
     return summary
+
+
+PAIRED_KEYS = ("R@1", "R@3", "R@5")
+PAIRED_REFERENCE = "qr"
+
+
+def _paired(with_gold: Sequence[dict[str, Any]], names: Sequence[str], configs: dict[str, Any],
+            n_boot: int) -> Optional[dict[str, Any]]:
+    """Every configuration against ``qr`` and against the best first stage (by mean R@1), on the questions
+    both scored: mean per-question difference with a paired bootstrap interval and the questions won and
+    lost. Pairing removes the spread between questions, which the intervals of the main table keep, so a
+    difference that those intervals cannot show can still be told from zero here."""
+    first = [n for n in names if n in FIRST_STAGE and configs.get(n, {}).get("n")]
+    best = max(first, key=lambda n: configs[n]["recall"]["R@1"]["mean"]) if first else None
+    references = [r for r in (PAIRED_REFERENCE, best) if r and configs.get(r, {}).get("n")]
+    if not references or len(names) < 2:
+        return None
+    out: dict[str, Any] = {"references": references, "configs": {}}
+    for ref in references:
+        table: dict[str, Any] = {}
+        for name in names:
+            both = [r for r in with_gold if name != ref and name in r.get("configs", {}) and ref in r["configs"]]
+            if not both:
+                continue
+            entry: dict[str, Any] = {"n": len(both)}
+            for key in PAIRED_KEYS:
+                diffs = [recalls(r["configs"][name]["chunk_ids"], r["gold"]["chunk_ids"])[key]
+                         - recalls(r["configs"][ref]["chunk_ids"], r["gold"]["chunk_ids"])[key] for r in both]
+                entry[key] = {**bootstrap_ci(diffs, n_boot=n_boot, seed=SEED),
+                              "won": sum(d > 0 for d in diffs), "lost": sum(d < 0 for d in diffs)}
+            table[name] = entry
+        out["configs"][ref] = table
+    return out
+
+
+def _paired_section(paired: dict[str, Any]) -> list[str]:
+    lines = ["", "## Paired differences", "",
+             "Each configuration minus a reference on the questions both scored: mean difference in recall "
+             "points [95% paired bootstrap interval] (questions won / lost). An interval that excludes 0 is a "
+             "difference these questions can show."]
+    for ref in paired["references"]:
+        table = paired["configs"].get(ref) or {}
+        if not table:
+            continue
+        lines += ["", f"Against `{ref}`:", "", "| config | n | " + " | ".join(f"Δ{k}" for k in PAIRED_KEYS) + " |",
+                  "|" + "---|" * (2 + len(PAIRED_KEYS))]
+        for name, entry in table.items():
+            cells = [name, str(entry["n"])]
+            for key in PAIRED_KEYS:
+                d = entry[key]
+                cells.append(f"{100 * d['mean']:+.1f} [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}] "
+                             f"({d['won']}/{d['lost']})")
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 GENERATION_KEYS = ("tokens_generated", "parse_failures", "generator_calls")
@@ -285,6 +342,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
                 cells.append("–" if not t["n"] else
                              f"{100 * t['R@3']:.1f} / {100 * t['R@5']:.1f} / {100 * t['R@10']:.1f} ({t['n']})")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if summary.get("paired"):
+        lines += _paired_section(summary["paired"])
     if bias:
         lines += _bias_section(bias, run, summary.get("gold_at_first"))
     if summary.get("answers"):
