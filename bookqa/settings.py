@@ -88,7 +88,7 @@ class Settings:
     genrank_passage_tokens: int = 256  # rankgpt/likert: tokens kept of each passage (fewer if a call would overflow generator_n_ctx)
     # --- order-robust QR scores (rerank/debias.py; the prior comes from `bookqa heads prior`) ---
     rerank_debias: str = "none"  # none | position: correct each candidate's normalised score by its prompt position's prior
-    rerank_permutations: int = 1  # candidate orders scored and averaged: 1 input, 2 + reversed, 3 + interleaved, more + shuffles
+    rerank_permutations: int = 0  # candidate orders scored and averaged: 0 auto (2 on a GPU, 1 on CPU: docs/order-robust-qr.md), 1 input, 2 + reversed, 3 + interleaved, more + shuffles
     # --- QR training (bookqa train; bookqa/train/) ---
     train_scope: str = "full"  # full (embeddings + every layer up to the deepest QR layer) | qr-layers | lora
     train_steps: int = 100  # optimiser steps
@@ -173,8 +173,8 @@ class Settings:
             raise ConfigError("ui_ask_concurrency must be at least 1")
         if self.rerank_debias not in ("none", "position"):
             raise ConfigError(f"rerank_debias must be none or position, got {self.rerank_debias!r}")
-        if not 1 <= self.rerank_permutations <= 32:
-            raise ConfigError(f"rerank_permutations must be 1..32, got {self.rerank_permutations}")
+        if not 0 <= self.rerank_permutations <= 32:
+            raise ConfigError(f"rerank_permutations must be 0 (auto) or 1..32, got {self.rerank_permutations}")
 
     # Derived locations -------------------------------------------------
     @property

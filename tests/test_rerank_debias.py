@@ -230,6 +230,20 @@ def test_permutation_averaging_on_a_tiny_model(settings):
         _ranker(settings, permutations=99)
 
 
+def test_permutations_zero_picks_the_orders_by_device(settings):
+    from bookqa.rerank.debias import resolve_permutations
+    from bookqa.settings import Settings
+
+    assert [resolve_permutations(0, d) for d in ("cpu", "cuda", "cuda:1", "mps")] == [1, 2, 2, 2]
+    assert resolve_permutations(3, "cpu") == 3 and resolve_permutations(1, "cuda") == 1
+    assert Settings().rerank_permutations == 0  # the default is the device's choice
+    ranker = _ranker(settings.replace(rerank_permutations=0))  # the tiny model runs on CPU: one order
+    assert ranker.permutations == 1 and ranker.rank(QUESTION, CANDIDATES).info["permutations"] == 1
+    assert _ranker(settings, permutations=0).permutations == 1
+    with pytest.raises(ConfigError, match="0 \\(auto\\)"):
+        settings.replace(rerank_permutations=-1)
+
+
 def test_position_prior_on_a_tiny_model(settings):
     with pytest.raises(ConfigError, match="bookqa heads prior"):
         _ranker(settings, debias="position")

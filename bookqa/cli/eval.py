@@ -111,7 +111,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
                          "device": settings.device, "dtype": settings.dtype,
                          # what "qr" means in this run (the reranker as configured)
                          "rerank": {"calibrate": settings.rerank_calibrate, "debias": settings.rerank_debias,
-                                    "permutations": settings.rerank_permutations,
+                                    "permutations": _orders(settings),
                                     "aggregate": settings.rerank_aggregate,
                                     "question_span": settings.rerank_question_span}}}
     if args.resume:
@@ -137,6 +137,14 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     md, _ = runner.report_paths
     print(f"results: {runner.results_path}\nreport: {md}")
     return 0
+
+
+def _orders(settings: Settings) -> int:
+    """The candidate orders "qr" scores on this machine (rerank_permutations 0 = auto, by device)."""
+    from ..models import resolve_device
+    from ..rerank.debias import resolve_permutations
+
+    return resolve_permutations(settings.rerank_permutations, resolve_device(settings.device))
 
 
 def _check_same_settings(run_file: Path, settings: dict) -> None:

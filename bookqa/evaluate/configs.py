@@ -243,7 +243,7 @@ def build_configs(names: Sequence[str], settings: Settings, trained: Optional[Pa
     """Configurations in run order (first stage, rerankers, fusions); a fusion brings in the reranker
     it reads. ``rerankers`` overrides the reranker object of "qr" / "qr_prefix" / "qr_trained" /
     "pointwise" / "rankgpt" / "likert" (tests pass tiny models and fake generators). ``permutations``:
-    orders of the ``*_perm`` configurations (default: rerank_permutations, or 3 when that is 1)."""
+    orders of the ``*_perm`` configurations (default: rerank_permutations, or 3 when that is 0 or 1)."""
     from .robust import PassPlan, make_variant
 
     rerankers = dict(rerankers or {})

@@ -3,7 +3,7 @@
 ``qr``               the reranker as configured (its calibration / debiasing / permutation settings)
 ``qr_cal``           null-query calibration ("N/A" question; the prefix KV cache is reused)
 ``qr_pos``           per-position prior (the heads file's ``position_prior``, `bookqa heads prior`)
-``qr_perm``          permutation averaging over ``rerank_permutations`` orders (3 when that is 1:
+``qr_perm``          permutation averaging over ``rerank_permutations`` orders (3 when that is 0 or 1:
                      input, reversed, interleaved)
 ``qr_cal_pos``, ``qr_pos_perm``, ``qr_cal_perm``, ``qr_cal_pos_perm``   the combinations
 
@@ -38,7 +38,7 @@ VARIANTS: dict[str, tuple[bool, bool, bool]] = {
     "qr_cal_perm": (True, False, True),
     "qr_cal_pos_perm": (True, True, True),
 }
-EVAL_PERMUTATIONS = 3  # orders of the *_perm configurations when rerank_permutations is 1
+EVAL_PERMUTATIONS = 3  # orders of the *_perm configurations when rerank_permutations is 0 (auto) or 1
 
 
 @dataclass

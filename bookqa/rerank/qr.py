@@ -14,7 +14,8 @@ that prefix is reused and only the null suffix is run a second time.
 
 Order-robust options (debias.py): ``debias="position"`` corrects each candidate's normalised score by
 the prior its prompt position gets on its own (estimated with ``bookqa heads prior``, stored in the
-heads file), ``permutations=N`` scores the candidates under N orders and averages.
+heads file), ``permutations=N`` scores the candidates under N orders and averages (0, the default: two
+orders on a GPU, one on CPU).
 
 Scores are listwise: they are comparable only within one call (all candidates share one softmax).
 """
@@ -160,7 +161,7 @@ class QRRanker(Reranker):
             raise ConfigError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
         self.calibrate = settings.rerank_calibrate if calibrate is None else bool(calibrate)
         self.debias = debias or settings.rerank_debias
-        self.permutations = int(permutations or settings.rerank_permutations)
+        self._permutations_arg = settings.rerank_permutations if permutations is None else int(permutations)
         self._layout_arg, self._span_arg = layout, question_span
         if settings.threads > 0:
             torch.set_num_threads(settings.threads)
@@ -196,8 +197,9 @@ class QRRanker(Reranker):
                              f"{self.heads.deepest_layer}")
         self.max_positions = int(getattr(cfg, "max_position_embeddings", 0) or 0)
         self._lock = threading.Lock()
-        from .debias import check_options, prior_for
+        from .debias import check_options, prior_for, resolve_permutations
 
+        self.permutations = resolve_permutations(self._permutations_arg, self.device)  # 0 = auto, by device
         check_options(self.debias, self.permutations)
         # The prior must have been estimated with this scoring (calibration, aggregation, span).
         self.position_prior = prior_for(self, self.calibrate) if self.debias == "position" else None
@@ -313,6 +315,7 @@ class QRRanker(Reranker):
         """What the results' ``info`` says about this ranker (shared with the order-robust path)."""
         return {"reranker": self.name, "model": self.model_name, "heads": len(self.heads.heads),
                 "heads_source": self.heads.source, "calibrate": self.calibrate, "aggregate": self.aggregate,
+                "debias": self.debias, "permutations": self.permutations,
                 "question_span": self.layout.question_span, "device": self.device, "dtype": self.dtype}
 
 
