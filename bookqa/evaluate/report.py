@@ -84,17 +84,19 @@ def _paired(with_gold: Sequence[dict[str, Any]], names: Sequence[str], configs: 
     references = [r for r in (PAIRED_REFERENCE, best) if r and configs.get(r, {}).get("n")]
     if not references or len(names) < 2:
         return None
+    # one recall computation per (question, configuration), shared by both references
+    per_row = [{name: recalls(res["chunk_ids"], r["gold"]["chunk_ids"]) for name, res in r.get("configs", {}).items()
+                if name in names} for r in with_gold]
     out: dict[str, Any] = {"references": references, "configs": {}}
     for ref in references:
         table: dict[str, Any] = {}
         for name in names:
-            both = [r for r in with_gold if name != ref and name in r.get("configs", {}) and ref in r["configs"]]
+            both = [rec for rec in per_row if name != ref and name in rec and ref in rec]
             if not both:
                 continue
             entry: dict[str, Any] = {"n": len(both)}
             for key in PAIRED_KEYS:
-                diffs = [recalls(r["configs"][name]["chunk_ids"], r["gold"]["chunk_ids"])[key]
-                         - recalls(r["configs"][ref]["chunk_ids"], r["gold"]["chunk_ids"])[key] for r in both]
+                diffs = [rec[name][key] - rec[ref][key] for rec in both]
                 entry[key] = {**bootstrap_ci(diffs, n_boot=n_boot, seed=SEED),
                               "won": sum(d > 0 for d in diffs), "lost": sum(d < 0 for d in diffs)}
             table[name] = entry

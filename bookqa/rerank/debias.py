@@ -306,6 +306,6 @@ def robust_rank(ranker, query: str, texts: Sequence[str], ids: Sequence[int], pr
         ph = first.per_head - first.null_per_head if ranker.calibrate else first.per_head
         names = [head_name(h) for h in ranker.heads.heads]
         per = [{names[k]: float(ph[k, i]) for k in range(len(names))} for i in range(len(texts))]
-    info = {"prompt_tokens": passes[0].prompt_tokens, "passes": len(passes), "debias": ranker.debias,
+    info = {"prompt_tokens": passes[0].prompt_tokens, "passes": len(passes),
             "prior_mode": prior.mode if prior is not None else None, **ranker.describe()}
     return make_results(query, scores.tolist(), ids, per_head=per, timings=timings, info=info)

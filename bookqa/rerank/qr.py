@@ -161,7 +161,7 @@ class QRRanker(Reranker):
             raise ConfigError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
         self.calibrate = settings.rerank_calibrate if calibrate is None else bool(calibrate)
         self.debias = debias or settings.rerank_debias
-        self._permutations_arg = settings.rerank_permutations if permutations is None else int(permutations)
+        orders = settings.rerank_permutations if permutations is None else int(permutations)  # 0 = auto
         self._layout_arg, self._span_arg = layout, question_span
         if settings.threads > 0:
             torch.set_num_threads(settings.threads)
@@ -199,7 +199,7 @@ class QRRanker(Reranker):
         self._lock = threading.Lock()
         from .debias import check_options, prior_for, resolve_permutations
 
-        self.permutations = resolve_permutations(self._permutations_arg, self.device)  # 0 = auto, by device
+        self.permutations = resolve_permutations(orders, self.device)  # auto needs the device
         check_options(self.debias, self.permutations)
         # The prior must have been estimated with this scoring (calibration, aggregation, span).
         self.position_prior = prior_for(self, self.calibrate) if self.debias == "position" else None
