@@ -42,12 +42,12 @@ def setup(tmp_path):
     return tmp_path
 
 
-def _run(setup, out, steps, settings, **kw):
+def _run(setup, out, steps, settings, merge=False, **kw):
     opts = dict(steps=steps, lr=1e-3, accum=2, checkpoint_every=2, candidates=5, max_tokens=40)
     opts.update(kw)
     lines = []
     report = train(str(setup / "tiny"), [setup / "samples.jsonl"], setup / out, heads=str(setup / "heads.json"),
-                   settings=settings, options=TrainOptions(**opts), log=lines.append)
+                   settings=settings, options=TrainOptions(**opts), merge=merge, log=lines.append)
     return report, lines
 
 
@@ -120,14 +120,68 @@ def test_output_directory_loads_in_qrranker(setup, settings):
     np.testing.assert_allclose(got.sum(axis=0), mine, atol=1e-5)
 
 
-def test_lora_run_writes_merged_weights(setup, settings):
+def test_lora_run_writes_a_small_adapter_that_scores_like_the_merged_model(setup, settings):
     from bookqa.rerank import QRRanker
+    from bookqa.rerank.adapter import ADAPTER_META, ADAPTER_WEIGHTS, read_adapter
+
+    out = setup / "lora"
+    _run(setup, "lora", 1, settings, scope="lora", lr=1e-2)
+    assert (out / ADAPTER_META).is_file() and (out / ADAPTER_WEIGHTS).is_file()
+    assert not (out / "model.safetensors").exists() and not (out / "config.json").exists()
+    adapter = read_adapter(out)
+    assert adapter.base_model == str((setup / "tiny").resolve()) and adapter.rank == 16
+    assert "layers.0.self_attn.q_proj" in adapter.targets and not any(t.startswith("layers.3.") for t in adapter.targets)
+    assert (out / ADAPTER_WEIGHTS).stat().st_size < (setup / "tiny" / "model.safetensors").stat().st_size
+    texts = ["the whale was at sea.", "the captain of the ship was Silas.", "a letter to her sister."]
+    ranker = QRRanker(model=str(out), settings=settings)
+    assert ranker.heads.detection["trained"]["scope"] == "lora" and ranker.heads.source.endswith(HEADS_FILE)
+    from_adapter, _ = ranker.head_scores("who was the captain?", texts)
+    base, _ = QRRanker(model=str(setup / "tiny"), heads=HEADS, settings=settings).head_scores(
+        "who was the captain?", texts)
+    assert not np.allclose(from_adapter, base, atol=1e-6)  # the adapter changed the scores
+    from bookqa.rerank.pointwise import PointwiseReranker
+    from bookqa.rerank.readout import decoder_of
+
+    pointwise = PointwiseReranker(model=str(out), settings=settings)  # the same merge into the full causal LM
+    for name in ("layers.0.self_attn.q_proj.weight", "layers.2.self_attn.k_proj.weight", "layers.1.mlp.up_proj.weight"):
+        torch.testing.assert_close(decoder_of(pointwise.model).get_parameter(name),
+                                   decoder_of(ranker.model).get_parameter(name), atol=0, rtol=0)
+
+    # The same finished run written with merge: a full model, the adapter files gone, the same scores.
+    _run(setup, "lora", 1, settings, scope="lora", lr=1e-2, merge=True)
+    assert not (out / ADAPTER_META).exists() and not (out / ADAPTER_WEIGHTS).exists()
+    trained = _weights(out)
+    assert not any("lora" in k for k in trained)
+    merged, _ = QRRanker(model=str(out), settings=settings).head_scores("who was the captain?", texts)
+    np.testing.assert_allclose(from_adapter, merged, atol=1e-5, rtol=0)
+
+
+def test_adapter_errors_are_clear(setup, settings, tmp_path):
+    import json as _json
+
+    from bookqa.errors import InputError, ModelError
+    from bookqa.rerank import QRRanker
+    from bookqa.rerank.adapter import ADAPTER_META, apply_adapter, read_adapter
 
     _run(setup, "lora", 1, settings, scope="lora", lr=1e-2)
-    trained = _weights(setup / "lora")
-    assert not any("lora" in k for k in trained)
-    ranker = QRRanker(model=str(setup / "lora"), settings=settings)
-    assert ranker.heads.detection["trained"]["scope"] == "lora"
+    out = setup / "lora"
+    adapter = read_adapter(out)
+    other = tiny_model("qwen3", layers=3).model  # another architecture
+    with pytest.raises(ModelError, match="qwen2 model, not qwen3"):
+        apply_adapter(other, adapter)
+    from transformers import Qwen2Config, Qwen2Model
+
+    narrower = Qwen2Model(Qwen2Config(vocab_size=1000, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                                      num_attention_heads=4, num_key_value_heads=2))
+    with pytest.raises(ModelError, match="does not fit"):
+        apply_adapter(narrower, adapter)
+    meta = _json.loads((out / ADAPTER_META).read_text())
+    (out / ADAPTER_META).write_text(_json.dumps({**meta, "rank": "many"}))
+    with pytest.raises(InputError, match="malformed"):
+        QRRanker(model=str(out), settings=settings)
+    (out / ADAPTER_META).write_text("{not json")
+    with pytest.raises(InputError, match="adapter"):
+        read_adapter(out)
 
 
 def test_merging_lora_keeps_the_scores(setup):

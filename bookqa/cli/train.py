@@ -33,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-limit", type=int, help="validation samples scored each time (default: train_val_limit)")
     p.add_argument("--device", help="auto | cpu | cuda | mps")
     p.add_argument("--fresh", action="store_true", help="delete the checkpoints in --out and start over")
+    p.add_argument("--merge", action="store_true", help="scope lora: write the adapters merged into a full copy "
+                   "of the model instead of the adapter alone (a few MB, loaded over --model)")
     p.set_defaults(handler=cmd_train)
 
     ts = p.add_subparsers(dest="train_command", metavar="SUBCOMMAND")
@@ -76,7 +78,8 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     log = (lambda line: None) if args.quiet else _log
     try:
         report = train(settings.reranker_model, args.data, args.out, heads=settings.reranker_heads or None,
-                       settings=settings, options=options, fresh=args.fresh, command=_command(args, settings),
+                       settings=settings, options=options, fresh=args.fresh, merge=args.merge,
+                       command=_command(args, settings),
                        progress=progress, log=log)
     finally:
         progress.close()
@@ -102,6 +105,8 @@ def _command(args: argparse.Namespace, settings: Settings) -> str:
                         ("--val-limit", args.val_limit), ("--device", args.device)):
         if value is not None:
             parts += [flag, str(value)]
+    if args.merge:
+        parts.append("--merge")
     return " ".join(shlex.quote(str(p)) for p in parts)
 
 

@@ -53,12 +53,17 @@ class PointwiseReranker(Reranker):
             self.model_name = getattr(self.model.config, "_name_or_path", "") or type(self.model).__name__
             self.device = str(next(self.model.parameters()).device)
         else:
+            from .adapter import apply_adapter, resolve_base
+
             self.model_name = str(model)
-            source = causal_lm_source(self.model_name, settings, progress)
+            base, adapter = resolve_base(self.model_name)
+            source = causal_lm_source(base, settings, progress)
             self.device = resolve_device(device if device != "auto" else settings.device)
             progress("loading pointwise model", 0, 1)
             self.model = load_model(source, device=self.device, dtype=dtype if dtype != "auto" else settings.dtype,
                                     lm_head=True)
+            if adapter is not None:
+                apply_adapter(self.model, adapter)
             self.tokenizer = load_tokenizer(source)
             progress("loading pointwise model", 1, 1)
         self.yes_id, self.no_id = self._answer_token(YES), self._answer_token(NO)

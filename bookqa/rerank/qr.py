@@ -175,16 +175,21 @@ class QRRanker(Reranker):
                                      self.model_name, None)
             self.device = str(next(self.model.parameters()).device)
         else:
+            from .adapter import apply_adapter, resolve_base
+
             self.model_name = str(model)
-            source = causal_lm_source(self.model_name, settings, progress)
+            base, adapter = resolve_base(self.model_name)  # trained heads as a LoRA adapter over a base
+            source = causal_lm_source(base, settings, progress)
             self.heads = _as_headset(heads if heads is not None else (settings.reranker_heads or None),
-                                     self.model_name, source)
+                                     self.model_name, str(adapter.path) if adapter else source)
             dev = device if device != "auto" else settings.device
             self.device = resolve_device(dev)
             progress("loading reranker model", 0, 1)
             self.model = load_model(source, device=self.device,
                                     dtype=dtype if dtype != "auto" else settings.dtype,
                                     keep_layers=self.heads.deepest_layer + 1)
+            if adapter is not None:
+                apply_adapter(self.model, adapter)
             self.tokenizer = load_tokenizer(source)
             progress("loading reranker model", 1, 1)
         self.layout = self._choose_layout(settings)

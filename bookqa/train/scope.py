@@ -10,7 +10,8 @@ Scopes:
 - ``full`` (the paper): the embeddings, every parameter of layers 0..L-1 and the q/k path of layer L.
 - ``qr-layers``: the same, restricted to the layers holding a QR head (embeddings frozen).
 - ``lora``: LoRA adapters (peft) on every linear map of that path (layers 0..L); the base weights stay
-  frozen and the adapters are merged into them when the model is written.
+  frozen. The output is the adapter alone (bookqa/rerank/adapter.py), or with ``merge`` the adapters
+  merged into a full copy of the model.
 """
 from __future__ import annotations
 
@@ -77,6 +78,18 @@ def scope_parameters(model, heads: HeadSet, scope: str) -> dict[str, torch.nn.Pa
 class Prepared:
     trainable: dict[str, torch.nn.Parameter]  # name -> parameter, in a fixed order
     peft_model: Any = None  # the PeftModel wrapper (lora), for merging
+
+    def lora_modules(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """{module name: (A weight, B weight)} of every adapted linear map (``lora`` only); the merge
+        each one stands for is W + (alpha / rank) · B @ A."""
+        if self.peft_model is None:
+            raise ModelError("only the lora scope has adapters")
+        out = {}
+        for name, module in self.peft_model.base_model.model.named_modules():
+            lora_a, lora_b = getattr(module, "lora_A", None), getattr(module, "lora_B", None)
+            if lora_a is not None and lora_b is not None and "default" in lora_a:
+                out[name] = (lora_a["default"].weight, lora_b["default"].weight)
+        return out
 
     def merged(self, model):
         """The model to save: LoRA adapters merged into the base weights (other scopes: ``model``)."""

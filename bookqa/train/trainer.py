@@ -223,13 +223,14 @@ def _precision(device: str):
 
 def train(model: str, data: Sequence[str | Path], out: str | Path, *, heads: Optional[str] = None,
           settings: Optional[Settings] = None, options: Optional[TrainOptions] = None, fresh: bool = False,
-          command: str = "", progress: Progress = no_progress,
+          merge: bool = False, command: str = "", progress: Progress = no_progress,
           log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     """Train the layers feeding the QR heads of ``model`` (registry name, hub id or directory) on the
     sample files ``data`` and write a QRRanker model directory to ``out``; returns the training report.
 
     ``heads``: a heads file or builtin:NAME (default: the model's resolved heads). An existing checkpoint
-    in ``out`` made with the same model, heads, data and options is resumed unless ``fresh``.
+    in ``out`` made with the same model, heads, data and options is resumed unless ``fresh``. The ``lora``
+    scope writes the adapter alone (a few MB, loaded over ``model``), or with ``merge`` a full merged copy.
     """
     import torch
 
@@ -336,23 +337,38 @@ def train(model: str, data: Sequence[str | Path], out: str | Path, *, heads: Opt
         "objective": {"normalisation": f"max-min to [0, {SCALE:g}]", "loss": "group contrastive, mean over positives"},
         "date": _dt.datetime.now().isoformat(timespec="seconds"), "wall_seconds_this_run": time.time() - started,
     }
-    write_model(out, prepared.merged(net), tokenizer, headset, layout, report)
+    if options.scope == "lora" and not merge:
+        path = Path(os.path.expanduser(model))
+        base = str(path.resolve()) if path.exists() else model  # a registry name or hub id stays as given
+        adapter = {"modules": prepared.lora_modules(), "base_model": base, "rank": options.lora_rank,
+                   "alpha": options.lora_alpha}
+        write_model(out, net, tokenizer, headset, layout, report, adapter=adapter)
+    else:
+        write_model(out, prepared.merged(net), tokenizer, headset, layout, report)
     if report["after"]:
         log(f"validation after training: {_recall_line(report['after'])}")
     log(f"wrote {out}")
     return report
 
 
-def write_model(out: Path, model, tokenizer, headset, layout, report: dict[str, Any]) -> None:
-    """The QRRanker model directory: weights, tokenizer, heads file, report, loss curve. Written into a
-    temporary directory first; each file is then moved into ``out`` (checkpoints stay where they are)."""
+def write_model(out: Path, model, tokenizer, headset, layout, report: dict[str, Any],
+                adapter: Optional[dict[str, Any]] = None) -> None:
+    """The QRRanker model directory: weights and tokenizer (or, with ``adapter``, the LoRA adapter over its
+    base model), heads file, report, loss curve. Written into a temporary directory first; each file is
+    then moved into ``out`` (checkpoints stay where they are)."""
+    from ..rerank.adapter import write_adapter
     from ..rerank.heads import HeadSet, save_heads
 
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".model.", dir=out))
     try:
-        model.save_pretrained(str(tmp))
-        tokenizer.save_pretrained(str(tmp))
+        if adapter is not None:
+            write_adapter(tmp, model, adapter["modules"], base_model=adapter["base_model"], rank=adapter["rank"],
+                          alpha=adapter["alpha"], extra={"trained": {"steps": report["steps_done"],
+                                                                     "date": report["date"]}})
+        else:
+            model.save_pretrained(str(tmp))
+            tokenizer.save_pretrained(str(tmp))
         # QRRanker reads the prompt layout from here, so the trained model is prompted as it was trained.
         detection = {"method": "bookqa train (group contrastive fine-tuning of the QR heads' layers)",
                      "prompt_layout": layout.to_json(), "question_span": layout.question_span,
@@ -367,5 +383,10 @@ def write_model(out: Path, model, tokenizer, headset, layout, report: dict[str, 
         write_loss_curve(tmp / CURVE_FILE, report["losses"], f"QR training loss ({report['options']['scope']})")
         for f in sorted(tmp.iterdir()):
             os.replace(f, out / f.name)
+        if adapter is None:  # an adapter left by an earlier lora run would be loaded instead of these weights
+            from ..rerank.adapter import ADAPTER_META, ADAPTER_WEIGHTS
+
+            for name in (ADAPTER_META, ADAPTER_WEIGHTS):
+                (out / name).unlink(missing_ok=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
