@@ -70,7 +70,8 @@ def get_reranker(settings: Settings, progress: Progress = no_progress):
     from .rerank import QRRanker
 
     key = (settings.reranker_model, settings.reranker_heads, settings.device, settings.dtype,
-           str(settings.models_dir), settings.rerank_calibrate, settings.rerank_debias, settings.rerank_permutations)
+           str(settings.models_dir), settings.rerank_calibrate, settings.rerank_debias, settings.rerank_permutations,
+           settings.rerank_refine)
     with _cache_lock:
         ranker = _rerankers.get(key)
         if ranker is None:

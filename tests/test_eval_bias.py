@@ -125,6 +125,39 @@ def test_resume_adds_a_variant_and_the_shuffle_check_reusing_stored_passes(esett
         _runner(data, ["hybrid", "qr_pos"], esettings, tmp_path / "other", rerankers={"qr": bare}, k=4).run()
 
 
+def test_refine_variant_reuses_the_first_pass_and_stores_its_short_one(esettings, tmp_path):
+    from bookqa.rerank.debias import apply_refine, refine_order
+
+    data = load_dataset("musique", EVAL / "musique" / "musique_mini.jsonl")
+    ranker, calls = _counting_ranker(esettings)
+    out = tmp_path / "out"
+    before = _runner(data, ["hybrid", "qr"], esettings, out, rerankers={"qr": ranker}, k=4).run()
+    first, keys_before = list(calls), sum(len(r["passes"]) for r in before.values())
+    refine2 = esettings.replace(rerank_refine=2)  # qr_refine's M; "qr" (the ranker as configured) stays plain
+    more = _runner(data, ["hybrid", "qr", "qr_refine"], refine2, out, rerankers={"qr": ranker}, k=4, resume=True,
+                   shuffle_check=True)
+    rows = more.run()
+    multi = [r for r in rows.values() if len(r["candidates"]["items"]) > 1]
+    assert multi
+    # one forward per distinct order shown: the stored input-order pass was read, not recomputed
+    assert len(calls) - len(first) == sum(len(r["passes"]) for r in rows.values()) - keys_before
+    for r in multi:
+        cands = [c["chunk_id"] for c in r["candidates"]["items"]]
+        passes = r["passes"]
+        raw = np.array(next(v for k, v in passes.items() if k.endswith(":" + ",".join(map(str, cands))))["raw"])
+        shown = refine_order(raw, list(range(len(cands))), 2)
+        short = passes[next(k for k in passes if k.endswith(":" + ",".join(str(cands[i]) for i in shown)))]
+        expected = apply_refine(raw, shown, short["raw"])
+        got = dict(zip(r["configs"]["qr_refine"]["chunk_ids"], r["configs"]["qr_refine"]["scores"]))
+        for i, cid in enumerate(cands):
+            assert got[cid] == pytest.approx(expected[i], abs=1e-6)  # stored to 6 decimals
+        info = r["configs"]["qr_refine"]["info"]
+        assert info["refine"] == 2 and info["passes_computed"] == 1 and len(shown) == 2
+        assert r["configs"]["qr_refine"]["seconds"] == pytest.approx(
+            r["configs"]["qr"]["seconds"] + r["configs"]["qr_refine"]["timings"]["rerank.refine"], abs=2e-3)
+        assert "qr_refine" in r["shuffled"]["configs"]
+
+
 def _row(qid, cands, gold, ranked, shuffled_order=None, shuffled_ranked=None):
     row = {"qid": qid, "candidates": {"items": [{"chunk_id": c} for c in cands], "seconds": 0.1},
            "gold": {"chunk_ids": gold}, "timings": {},

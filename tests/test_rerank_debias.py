@@ -9,8 +9,8 @@ import pytest
 
 from bookqa.errors import ConfigError
 from bookqa.rerank import QRRanker
-from bookqa.rerank.debias import (PositionPrior, ScorePass, candidate_orders, combine, find_prior, interleaved,
-                                  maxmin, score_pass, with_prior)
+from bookqa.rerank.debias import (PositionPrior, ScorePass, apply_refine, candidate_orders, combine, find_prior,
+                                  interleaved, maxmin, refine_order, score_pass, with_prior)
 from bookqa.rerank.heads import HeadSet, load_heads, save_heads
 from bookqa.rerank.prior import (Observation, choose_mode, curves, estimate_priors, evaluate_modes,
                                  prior_prompts)
@@ -79,6 +79,43 @@ def test_permutation_averaging_maps_scores_back_to_their_candidates():
     np.testing.assert_allclose(combine(one, calibrate=True), one[0].raw - 0.25)
     with pytest.raises(ConfigError):
         combine(_fake_passes(texts, value, bias, orders[:1]), calibrate=True)
+
+
+def test_refine_picks_the_top_and_reverses_their_input_positions():
+    scores = [0.9, 0.1, 0.5, 0.7, 0.5, 0.0]
+    # top 3 by score (ties: earlier first) = 0, 3, 2; shown in the reverse of their input positions
+    assert refine_order(scores, [0, 1, 2, 3, 4, 5], 3) == [3, 2, 0]
+    # in a shuffled prompt the positions are those of that prompt, not the candidate indices
+    assert refine_order(scores, [3, 0, 5, 2, 1, 4], 3) == [2, 0, 3]
+    assert refine_order(scores, [0, 1, 2, 3, 4, 5], 10) == [5, 4, 3, 2, 1, 0]  # fewer candidates than m
+    # Refined: 1 + mean of the two max-min normalised rankings of the shown three; the rest keep
+    # their normalised first score (<= 1) below them, in their first order.
+    got = apply_refine(scores, [3, 2, 0], [5.0, 4.0, 1.0])  # the refine pass prefers 3, then 2, then 0
+    first = maxmin([0.7, 0.5, 0.9])  # of 3, 2, 0
+    second = maxmin([5.0, 4.0, 1.0])
+    np.testing.assert_allclose(got[[3, 2, 0]], 1 + (first + second) / 2)
+    np.testing.assert_allclose(got[[1, 4, 5]], maxmin(scores)[[1, 4, 5]])
+    assert sorted(range(6), key=lambda i: -got[i])[:3] == [3, 0, 2]  # means 0.75, 0.5, 0.375
+    assert min(got[[3, 2, 0]]) >= 1.0 >= max(got[[1, 4, 5]])
+
+
+def test_refine_on_a_tiny_model_scores_the_reversed_top_in_a_second_prompt(settings):
+    ranker = _ranker(settings, refine=3)
+    res = ranker.rank(QUESTION, CANDIDATES)
+    # Reference by content: the plain ranking, then the top 3 shown in reverse input order on their own.
+    base = _ranker(settings)
+    first = base.head_scores(QUESTION, CANDIDATES)[0].sum(0)
+    shown = refine_order(first, list(range(len(CANDIDATES))), 3)
+    second = base.head_scores(QUESTION, [CANDIDATES[i] for i in shown])[0].sum(0)
+    expected = apply_refine(first, shown, second)
+    by_index = {r.index: r.score for r in res}
+    for i in range(len(CANDIDATES)):
+        assert by_index[i] == pytest.approx(expected[i], abs=1e-6)
+    assert res.info["refined"] == 3 and res.info["refine"] == 3 and res.info["passes"] == 1
+    assert 0 < res.timings["refine"] < res.timings["forward"]
+    assert {r.index for r in list(res)[:3]} == set(shown)
+    with pytest.raises(ConfigError, match="refine"):
+        _ranker(settings, refine=1)
 
 
 def test_position_prior_curve_apply_and_storage(tmp_path):

@@ -111,7 +111,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
                          "device": settings.device, "dtype": settings.dtype,
                          # what "qr" means in this run (the reranker as configured)
                          "rerank": {"calibrate": settings.rerank_calibrate, "debias": settings.rerank_debias,
-                                    "permutations": _orders(settings),
+                                    "permutations": _orders(settings), "refine": settings.rerank_refine,
                                     "aggregate": settings.rerank_aggregate,
                                     "question_span": settings.rerank_question_span}}}
     if args.resume:

@@ -9,6 +9,7 @@
 ``pointwise``                        yes/no logits of the same backbone, one pair at a time
 ``qr_cal``, ``qr_pos``, ``qr_perm``  QR with null-query calibration / the per-position prior / permutation
 (and their combinations)             averaging; they share forward passes with ``qr`` (evaluate/robust.py)
+``qr_refine``                        one order, then the top M again in a short reversed prompt
 ``rankgpt``                          the generator writes the order of a sliding window of candidates
                                      (RankGPT style; not in the default set: it generates)
 ``likert``                           the generator scores groups of candidates 0–10 in JSON (GroupRank
@@ -34,7 +35,8 @@ ALL_CONFIGS = ("bm25", "dense", "hybrid", "qr", "qr_prefix", "qr_trained", "qr_f
                "likert")
 DEFAULT_CONFIGS = ("bm25", "dense", "hybrid", "qr", "qr_prefix", "qr_fused", "pointwise")
 # issue 11: order-robust QR options (evaluate/robust.py), not in the default set
-QR_VARIANTS = ("qr_cal", "qr_pos", "qr_perm", "qr_cal_pos", "qr_pos_perm", "qr_cal_perm", "qr_cal_pos_perm")
+QR_VARIANTS = ("qr_cal", "qr_pos", "qr_perm", "qr_cal_pos", "qr_pos_perm", "qr_cal_perm", "qr_cal_pos_perm",
+               "qr_refine")
 ALL_CONFIGS = ALL_CONFIGS + QR_VARIANTS
 CANDIDATES_METHOD = "hybrid"
 
@@ -263,7 +265,8 @@ def build_configs(names: Sequence[str], settings: Settings, trained: Optional[Pa
         if name in FIRST_STAGE:
             return FirstStageConfig(name, settings)
         if name == "qr" or name in QR_VARIANTS:
-            return make_variant(name, shipped, plan, permutations or settings.rerank_permutations)
+            return make_variant(name, shipped, plan, permutations or settings.rerank_permutations,
+                                settings.rerank_refine)
         if name == "qr_prefix":
             return RerankConfig("qr_prefix", lambda: rerankers.get("qr_prefix") or shipped(), prefix=True)
         if name == "qr_trained":

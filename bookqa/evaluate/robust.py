@@ -6,6 +6,8 @@
 ``qr_perm``          permutation averaging over ``rerank_permutations`` orders (3 when that is 0 or 1:
                      input, reversed, interleaved)
 ``qr_cal_pos``, ``qr_pos_perm``, ``qr_cal_perm``, ``qr_cal_pos_perm``   the combinations
+``qr_refine``        one order, then the top ``rerank_refine`` (5 when that is 0) candidates scored again
+                     in a short prompt in reversed order (its pass is stored like the others)
 
 All of them read one set of forward passes per question: one per distinct order in which the
 candidates are shown, each with the null-question suffix when any configuration of the run calibrates
@@ -25,7 +27,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from ..rerank.debias import ScorePass, candidate_orders, combine, pass_timings, prior_for, score_pass
+from ..rerank.debias import (ScorePass, apply_refine, candidate_orders, combine, pass_timings, prior_for,
+                             refine_order, score_pass)
 from .configs import Config, ConfigResult, QuestionContext
 
 # name -> (calibrate, position prior, permutation averaging)
@@ -39,6 +42,7 @@ VARIANTS: dict[str, tuple[bool, bool, bool]] = {
     "qr_cal_pos_perm": (True, True, True),
 }
 EVAL_PERMUTATIONS = 3  # orders of the *_perm configurations when rerank_permutations is 0 (auto) or 1
+EVAL_REFINE = 5  # candidates qr_refine scores again when rerank_refine is 0 (off)
 
 
 @dataclass
@@ -53,12 +57,13 @@ class QRVariantConfig(Config):
     order_sensitive = True
 
     def __init__(self, name: str, make_ranker: Callable[[], Any], plan: PassPlan, calibrate: Optional[bool] = None,
-                 position: Optional[bool] = None, permute: Optional[bool] = None, permutations: int = EVAL_PERMUTATIONS):
-        """``calibrate`` / ``position`` / ``permute`` None: follow the ranker's own settings."""
+                 position: Optional[bool] = None, permute: Optional[bool] = None, permutations: int = EVAL_PERMUTATIONS,
+                 refine: Optional[int] = None):
+        """``calibrate`` / ``position`` / ``permute`` / ``refine`` None: follow the ranker's own settings."""
         self.name = name
         self.make_ranker = make_ranker
         self.plan = plan
-        self._options = (calibrate, position, permute)
+        self._options = (calibrate, position, permute, refine)
         self.permutations = max(2, int(permutations))
         self._ranker = None
 
@@ -66,7 +71,8 @@ class QRVariantConfig(Config):
     def ranker(self):
         if self._ranker is None:
             r = self._ranker = self.make_ranker()
-            calibrate, position, permute = self._options
+            calibrate, position, permute, refine = self._options
+            self.refine = int(getattr(r, "refine", 0)) if refine is None else int(refine)
             self.calibrate = r.calibrate if calibrate is None else calibrate
             self.position = (r.debias == "position") if position is None else position
             self.orders = r.permutations if permute is None else (self.permutations if permute else 1)
@@ -111,16 +117,24 @@ class QRVariantConfig(Config):
         passes = [p for p, _ in got]
         t = time.perf_counter()
         scores = combine(passes, self.calibrate, self.prior)
-        best = sorted(range(len(ids)), key=lambda i: (-float(scores[i]), i))  # ties: earlier in the prompt
         combine_seconds = time.perf_counter() - t
         parts = pass_timings(passes, self.calibrate)
         seconds = sum(p.seconds(self.calibrate) for p in passes) + combine_seconds
+        if self.refine > 1 and len(ids) > 1:
+            shown = refine_order(scores, list(range(len(ids))), self.refine)
+            extra, fresh = self._pass(ctx, [ids[i] for i in shown], list(range(len(shown))))
+            got.append((extra, fresh))
+            scores = apply_refine(scores, shown, combine([extra], self.calibrate, self.prior))
+            parts["refine"] = extra.seconds(self.calibrate)
+            seconds += parts["refine"]
+        best = sorted(range(len(ids)), key=lambda i: (-float(scores[i]), i))  # ties: earlier in the prompt
         timings = {"rerank": seconds, **{f"rerank.{k}": v for k, v in parts.items()},
                    "rerank.combine": combine_seconds}
         info = {"prompt_tokens": passes[0].prompt_tokens, "heads": len(ranker.heads.heads),
                 "heads_source": ranker.heads.source, "dtype": ranker.dtype, "model": ranker.model_name,
                 "calibrate": self.calibrate, "debias": "position" if self.position else "none",
                 "prior_mode": self.prior.mode if self.prior is not None else None, "passes": len(passes),
+                "refine": self.refine if self.refine > 1 else None,
                 "passes_computed": sum(fresh for _, fresh in got)}
         return ConfigResult([ids[i] for i in best], [float(scores[i]) for i in best], seconds, timings, info)
 
@@ -133,9 +147,13 @@ def _ranker_tag(ranker) -> str:
     return hashlib.sha1(json.dumps(what, sort_keys=True).encode("utf-8")).hexdigest()[:10]
 
 
-def make_variant(name: str, make_ranker: Callable[[], Any], plan: PassPlan, permutations: int) -> QRVariantConfig:
+def make_variant(name: str, make_ranker: Callable[[], Any], plan: PassPlan, permutations: int,
+                 refine: int = 0) -> QRVariantConfig:
     if name == "qr":
         return QRVariantConfig("qr", make_ranker, plan)
+    if name == "qr_refine":
+        return QRVariantConfig(name, make_ranker, plan, calibrate=False, position=False, permute=False,
+                               refine=refine if refine > 1 else EVAL_REFINE)
     calibrate, position, permute = VARIANTS[name]
     return QRVariantConfig(name, make_ranker, plan, calibrate=calibrate, position=position, permute=permute,
                            permutations=permutations if permutations > 1 else EVAL_PERMUTATIONS)

@@ -16,6 +16,11 @@ questions). Two remedies, usable alone, together, and with null-query calibratio
 - **Permutation averaging** (``permutations=N``). The candidates are scored under N orders (input,
   reversed, interleaved halves, then seeded shuffles), each pass normalised so passes are comparable,
   mapped back to its candidates and averaged. Each extra order costs one more forward pass.
+- **Refining the top** (``refine=M``). A cheaper second order: only the M best candidates of the first
+  ranking are scored again, in one short prompt that shows them in the reverse of their input order, and
+  their order is decided by the mean of the two rankings' normalised scores (the rest keep their place
+  below them). A candidate that led only because it stood first in the prompt stands last in the second
+  one. With M = 5 of 20 candidates the extra prompt is about a quarter of the first.
 
 Normalisation is max-min per pass (spec §4.2): the best candidate 1, the worst 0. A single plain pass
 (no prior, one order) keeps the raw attention sums QRRanker always returned.
@@ -51,11 +56,13 @@ def resolve_permutations(value: int, device: str) -> int:
     return AUTO_PERMUTATIONS["cpu" if str(device).startswith("cpu") else "accelerator"]
 
 
-def check_options(debias: str, permutations: int) -> None:
+def check_options(debias: str, permutations: int, refine: int = 0) -> None:
     if debias not in DEBIAS:
         raise ConfigError(f"rerank_debias must be one of {', '.join(DEBIAS)}, got {debias!r}")
     if not 1 <= int(permutations) <= MAX_PERMUTATIONS:
         raise ConfigError(f"rerank_permutations must be 1..{MAX_PERMUTATIONS}, got {permutations}")
+    if int(refine) < 0 or int(refine) == 1:
+        raise ConfigError(f"rerank_refine must be 0 (off) or at least 2 candidates, got {refine}")
 
 
 # --- orders and normalisation ---------------------------------------------------------------------
@@ -284,6 +291,27 @@ def pass_timings(passes: Sequence[ScorePass], calibrate: bool) -> dict[str, floa
     return out
 
 
+def refine_order(scores: Sequence[float], input_order: Sequence[int], m: int) -> list[int]:
+    """The candidates to refine and the order to show them in: the ``m`` best by ``scores`` (ties: earlier
+    in the input), in the reverse of their positions in ``input_order``."""
+    s = np.asarray(scores, dtype=np.float64)
+    top = sorted(range(len(s)), key=lambda i: (-float(s[i]), i))[:max(0, int(m))]
+    position = {c: p for p, c in enumerate(input_order)}
+    return sorted(top, key=lambda i: -position[i])
+
+
+def apply_refine(scores: Sequence[float], shown: Sequence[int], refined: Sequence[float]) -> np.ndarray:
+    """Final scores: the refined candidates ``shown`` (indices) score 1 + the mean of their max-min
+    normalised first-ranking and refine-pass scores, so they stay above every other candidate, which
+    keeps its max-min normalised first-ranking score in [0, 1]."""
+    s = np.asarray(scores, dtype=np.float64)
+    out = maxmin(s)
+    shown = list(shown)
+    if shown:
+        out[shown] = 1.0 + (maxmin(s[shown]) + maxmin(np.asarray(refined, dtype=np.float64))) / 2.0
+    return out
+
+
 def robust_rank(ranker, query: str, texts: Sequence[str], ids: Sequence[int], prefix: Optional[str],
                 per_head: bool = False):
     """QRRanker.rank with the ranker's position prior and/or permutation averaging."""
@@ -298,6 +326,17 @@ def robust_rank(ranker, query: str, texts: Sequence[str], ids: Sequence[int], pr
     scores = combine(passes, ranker.calibrate, prior)
     timings = pass_timings(passes, ranker.calibrate)
     timings["combine"] = time.perf_counter() - t1
+    refined = None
+    if ranker.refine > 1 and len(texts) > 1:
+        shown = refine_order(scores, orders[0], ranker.refine)
+        extra = score_pass(ranker, query, [texts[i] for i in shown], prefix, list(range(len(shown))),
+                           with_null=ranker.calibrate)
+        scores = apply_refine(scores, shown, combine([extra], ranker.calibrate, prior))
+        timings["refine"] = extra.seconds(ranker.calibrate)
+        for key in ("prompt", "forward", "calibrate"):
+            if key in timings:
+                timings[key] += extra.timings.get(key, 0.0)
+        refined = len(shown)
     timings["total"] = time.perf_counter() - t0
     per = None
     if per_head:
@@ -306,6 +345,6 @@ def robust_rank(ranker, query: str, texts: Sequence[str], ids: Sequence[int], pr
         ph = first.per_head - first.null_per_head if ranker.calibrate else first.per_head
         names = [head_name(h) for h in ranker.heads.heads]
         per = [{names[k]: float(ph[k, i]) for k in range(len(names))} for i in range(len(texts))]
-    info = {"prompt_tokens": passes[0].prompt_tokens, "passes": len(passes),
+    info = {"prompt_tokens": passes[0].prompt_tokens, "passes": len(passes), "refined": refined,
             "prior_mode": prior.mode if prior is not None else None, **ranker.describe()}
     return make_results(query, scores.tolist(), ids, per_head=per, timings=timings, info=info)

@@ -15,7 +15,7 @@ that prefix is reused and only the null suffix is run a second time.
 Order-robust options (debias.py): ``debias="position"`` corrects each candidate's normalised score by
 the prior its prompt position gets on its own (estimated with ``bookqa heads prior``, stored in the
 heads file), ``permutations=N`` scores the candidates under N orders and averages (0, the default: two
-orders on a GPU, one on CPU).
+orders on a GPU, one on CPU), ``refine=M`` scores the top M once more in a short reversed prompt.
 
 Scores are listwise: they are comparable only within one call (all candidates share one softmax).
 """
@@ -149,7 +149,7 @@ class QRRanker(Reranker):
                  question_span: Optional[str] = None, calibrate: Optional[bool] = None,
                  aggregate: Optional[str] = None, layout: Optional[PromptLayout] = None,
                  debias: Optional[str] = None, permutations: Optional[int] = None,
-                 progress: Progress = no_progress):
+                 refine: Optional[int] = None, progress: Progress = no_progress):
         import torch
 
         from ..models import causal_lm_source, resolve_device
@@ -162,6 +162,7 @@ class QRRanker(Reranker):
         self.calibrate = settings.rerank_calibrate if calibrate is None else bool(calibrate)
         self.debias = debias or settings.rerank_debias
         orders = settings.rerank_permutations if permutations is None else int(permutations)  # 0 = auto
+        self.refine = settings.rerank_refine if refine is None else int(refine)
         self._layout_arg, self._span_arg = layout, question_span
         if settings.threads > 0:
             torch.set_num_threads(settings.threads)
@@ -205,7 +206,7 @@ class QRRanker(Reranker):
         from .debias import check_options, prior_for, resolve_permutations
 
         self.permutations = resolve_permutations(orders, self.device)  # auto needs the device
-        check_options(self.debias, self.permutations)
+        check_options(self.debias, self.permutations, self.refine)
         # The prior must have been estimated with this scoring (calibration, aggregation, span).
         self.position_prior = prior_for(self, self.calibrate) if self.debias == "position" else None
 
@@ -303,7 +304,7 @@ class QRRanker(Reranker):
         texts, ids = rank_inputs(query, chunks)
         if not texts:
             return make_results(query, [], [], info={"reranker": self.name})
-        if self.debias != "none" or self.permutations > 1:
+        if self.debias != "none" or self.permutations > 1 or self.refine > 1:
             from .debias import robust_rank
 
             return robust_rank(self, query, texts, ids, prefix, per_head)
@@ -320,7 +321,7 @@ class QRRanker(Reranker):
         """What the results' ``info`` says about this ranker (shared with the order-robust path)."""
         return {"reranker": self.name, "model": self.model_name, "heads": len(self.heads.heads),
                 "heads_source": self.heads.source, "calibrate": self.calibrate, "aggregate": self.aggregate,
-                "debias": self.debias, "permutations": self.permutations,
+                "debias": self.debias, "permutations": self.permutations, "refine": self.refine,
                 "question_span": self.layout.question_span, "device": self.device, "dtype": self.dtype}
 
 
