@@ -1,6 +1,6 @@
 """The synthetic name-anchored check of the real-model test, for every order-robust option of QRRanker.
 
-    python benchmarks/qr_options_synthetic.py [--items 40] [--options plain,cal,pos,cal_pos,perm,pos_perm,cal_pos_perm]
+    python benchmarks/qr_options_synthetic.py [--items 40] [--options plain,cal,pos,cal_pos,perm,pos_perm,cal_pos_perm,refine]
 
 ~20 passages about made-up people per item, the question names one of them (bookqa/rerank/synthetic.py);
 the named passage is rarely first in the prompt, so a ranker that leans on position misses it. One model is
@@ -15,10 +15,10 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-OPTIONS = {  # name -> (calibrate, debias, permutations)
-    "plain": (False, "none", 1), "cal": (True, "none", 1), "pos": (False, "position", 1),
-    "cal_pos": (True, "position", 1), "perm": (False, "none", 2), "cal_perm": (True, "none", 2),
-    "pos_perm": (False, "position", 2), "cal_pos_perm": (True, "position", 2),
+OPTIONS = {  # name -> (calibrate, debias, permutations, refine)
+    "plain": (False, "none", 1, 0), "cal": (True, "none", 1, 0), "pos": (False, "position", 1, 0),
+    "cal_pos": (True, "position", 1, 0), "perm": (False, "none", 2, 0), "cal_perm": (True, "none", 2, 0),
+    "pos_perm": (False, "position", 2, 0), "cal_pos_perm": (True, "position", 2, 0), "refine": (False, "none", 1, 5),
 }
 
 
@@ -41,9 +41,9 @@ def main() -> None:
           f"torch threads; named passage first in the prompt in {sum(it.answer == 0 for it in items)} of {len(items)}")
     print("| option | named passage first | top-1 at prompt position 1 | seconds |\n|---|---|---|---|")
     for name in args.options.split(","):
-        calibrate, debias, permutations = OPTIONS[name]
+        calibrate, debias, permutations, refine = OPTIONS[name]
         ranker = QRRanker((base.model, base.tokenizer), heads=base.heads, settings=settings, calibrate=calibrate,
-                          debias=debias, permutations=permutations)
+                          debias=debias, permutations=permutations, refine=refine)
         start, hits, first = time.perf_counter(), 0, 0
         for item in items:
             top = ranker.rank(item.question, item.passages).results[0].index

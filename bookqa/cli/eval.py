@@ -147,6 +147,21 @@ def _orders(settings: Settings) -> int:
     return resolve_permutations(settings.rerank_permutations, resolve_device(settings.device))
 
 
+def _changed(stored: dict, now: dict, prefix: str = "") -> list[str]:
+    """What differs between two settings dicts, at any depth; keys the stored one lacks are skipped
+    (options added since that run was made, whose defaults reproduce what it did)."""
+    out = []
+    for key, value in now.items():
+        if key not in stored:
+            continue
+        old = stored[key]
+        if isinstance(old, dict) and isinstance(value, dict):
+            out += _changed(old, value, f"{prefix}{key}.")
+        elif old != value:
+            out.append(f"{prefix}{key}: {old!r} -> {value!r}")
+    return out
+
+
 def _check_same_settings(run_file: Path, settings: dict) -> None:
     """Refuse to resume a run whose stored rows were made with other model settings: a report would mix
     two rerankers (or embedders, generators) under one name. Keys a run file lacks (older runs) pass."""
@@ -156,8 +171,7 @@ def _check_same_settings(run_file: Path, settings: dict) -> None:
     if not run_file.is_file():
         return
     stored = read_json(run_file).get("settings") or {}
-    changed = [f"{key}: {stored[key]!r} -> {value!r}" for key, value in settings.items()
-               if key in stored and stored[key] != value]
+    changed = _changed(stored, settings)
     if changed:
         raise ConfigError(f"{run_file.parent} holds results made with other settings ({'; '.join(changed)}); "
                           "resume with the same settings, or write to another --out")
