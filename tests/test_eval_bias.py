@@ -134,8 +134,8 @@ def test_refine_variant_reuses_the_first_pass_and_stores_its_short_one(esettings
     before = _runner(data, ["hybrid", "qr"], esettings, out, rerankers={"qr": ranker}, k=4).run()
     first, keys_before = list(calls), sum(len(r["passes"]) for r in before.values())
     refine2 = esettings.replace(rerank_refine=2)  # qr_refine's M; "qr" (the ranker as configured) stays plain
-    more = _runner(data, ["hybrid", "qr", "qr_refine"], refine2, out, rerankers={"qr": ranker}, k=4, resume=True,
-                   shuffle_check=True)
+    more = _runner(data, ["hybrid", "qr", "qr_refine", "qr_perm_refine"], refine2, out, rerankers={"qr": ranker}, k=4,
+                   resume=True, shuffle_check=True)
     rows = more.run()
     multi = [r for r in rows.values() if len(r["candidates"]["items"]) > 1]
     assert multi
@@ -156,6 +156,22 @@ def test_refine_variant_reuses_the_first_pass_and_stores_its_short_one(esettings
         assert r["configs"]["qr_refine"]["seconds"] == pytest.approx(
             r["configs"]["qr"]["seconds"] + r["configs"]["qr_refine"]["timings"]["rerank.refine"], abs=2e-3)
         assert "qr_refine" in r["shuffled"]["configs"]
+        # permutation averaging first, then the same refinement of its own top two
+        from bookqa.rerank.debias import candidate_orders
+
+        n = len(cands)
+        full = [np.array(passes[next(k for k in passes if k.endswith(":" + ",".join(str(cands[i]) for i in o)))]["raw"])
+                for o in candidate_orders(n, 3)]
+        averaged = np.zeros(n)
+        for o, raw_o in zip(candidate_orders(n, 3), full):
+            z = maxmin(raw_o)
+            averaged[o] += z / len(full)
+        shown = refine_order(averaged, list(range(n)), 2)
+        short = passes[next(k for k in passes if k.endswith(":" + ",".join(str(cands[i]) for i in shown)))]
+        expected = apply_refine(averaged, shown, short["raw"])
+        got = dict(zip(r["configs"]["qr_perm_refine"]["chunk_ids"], r["configs"]["qr_perm_refine"]["scores"]))
+        for i, cid in enumerate(cands):
+            assert got[cid] == pytest.approx(expected[i], abs=1e-6)
 
 
 def _row(qid, cands, gold, ranked, shuffled_order=None, shuffled_ranked=None):

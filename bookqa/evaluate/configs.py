@@ -9,7 +9,8 @@
 ``pointwise``                        yes/no logits of the same backbone, one pair at a time
 ``qr_cal``, ``qr_pos``, ``qr_perm``  QR with null-query calibration / the per-position prior / permutation
 (and their combinations)             averaging; they share forward passes with ``qr`` (evaluate/robust.py)
-``qr_refine``                        one order, then the top M again in a short reversed prompt
+``qr_refine``, ``qr_perm_refine``    one order (or permutation averaging), then the top M again in a short
+                                     reversed prompt
 ``rankgpt``                          the generator writes the order of a sliding window of candidates
                                      (RankGPT style; not in the default set: it generates)
 ``likert``                           the generator scores groups of candidates 0–10 in JSON (GroupRank
@@ -36,7 +37,7 @@ ALL_CONFIGS = ("bm25", "dense", "hybrid", "qr", "qr_prefix", "qr_trained", "qr_f
 DEFAULT_CONFIGS = ("bm25", "dense", "hybrid", "qr", "qr_prefix", "qr_fused", "pointwise")
 # issue 11: order-robust QR options (evaluate/robust.py), not in the default set
 QR_VARIANTS = ("qr_cal", "qr_pos", "qr_perm", "qr_cal_pos", "qr_pos_perm", "qr_cal_perm", "qr_cal_pos_perm",
-               "qr_refine")
+               "qr_refine", "qr_perm_refine")
 ALL_CONFIGS = ALL_CONFIGS + QR_VARIANTS
 CANDIDATES_METHOD = "hybrid"
 

@@ -8,6 +8,7 @@
 ``qr_cal_pos``, ``qr_pos_perm``, ``qr_cal_perm``, ``qr_cal_pos_perm``   the combinations
 ``qr_refine``        one order, then the top ``rerank_refine`` (5 when that is 0) candidates scored again
                      in a short prompt in reversed order (its pass is stored like the others)
+``qr_perm_refine``   permutation averaging, then the same refinement of its top candidates
 
 All of them read one set of forward passes per question: one per distinct order in which the
 candidates are shown, each with the null-question suffix when any configuration of the run calibrates
@@ -151,9 +152,10 @@ def make_variant(name: str, make_ranker: Callable[[], Any], plan: PassPlan, perm
                  refine: int = 0) -> QRVariantConfig:
     if name == "qr":
         return QRVariantConfig("qr", make_ranker, plan)
-    if name == "qr_refine":
-        return QRVariantConfig(name, make_ranker, plan, calibrate=False, position=False, permute=False,
-                               refine=refine if refine > 1 else EVAL_REFINE)
+    if name in ("qr_refine", "qr_perm_refine"):
+        return QRVariantConfig(name, make_ranker, plan, calibrate=False, position=False,
+                               permute=name == "qr_perm_refine", refine=refine if refine > 1 else EVAL_REFINE,
+                               permutations=permutations if permutations > 1 else EVAL_PERMUTATIONS)
     calibrate, position, permute = VARIANTS[name]
     return QRVariantConfig(name, make_ranker, plan, calibrate=calibrate, position=position, permute=permute,
                            permutations=permutations if permutations > 1 else EVAL_PERMUTATIONS)
