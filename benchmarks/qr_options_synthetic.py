@@ -1,6 +1,6 @@
 """The synthetic name-anchored check of the real-model test, for every order-robust option of QRRanker.
 
-    python benchmarks/qr_options_synthetic.py [--items 40] [--options plain,cal,pos,cal_pos,perm,pos_perm,cal_pos_perm,refine]
+    python benchmarks/qr_options_synthetic.py [--items 40] [--options plain,cal,pos,cal_pos,perm,pos_perm,cal_pos_perm,refine,perm_refine]
 
 ~20 passages about made-up people per item, the question names one of them (bookqa/rerank/synthetic.py);
 the named passage is rarely first in the prompt, so a ranker that leans on position misses it. One model is
@@ -19,6 +19,7 @@ OPTIONS = {  # name -> (calibrate, debias, permutations, refine)
     "plain": (False, "none", 1, 0), "cal": (True, "none", 1, 0), "pos": (False, "position", 1, 0),
     "cal_pos": (True, "position", 1, 0), "perm": (False, "none", 2, 0), "cal_perm": (True, "none", 2, 0),
     "pos_perm": (False, "position", 2, 0), "cal_pos_perm": (True, "position", 2, 0), "refine": (False, "none", 1, 5),
+    "perm_refine": (False, "none", 2, 5),
 }
 
 

@@ -89,7 +89,7 @@ class Settings:
     # --- order-robust QR scores (rerank/debias.py; the prior comes from `bookqa heads prior`) ---
     rerank_debias: str = "none"  # none | position: correct each candidate's normalised score by its prompt position's prior
     rerank_permutations: int = 0  # candidate orders scored and averaged: 0 auto (2 on a GPU, 1 on CPU: docs/order-robust-qr.md), 1 input, 2 + reversed, 3 + interleaved, more + shuffles
-    rerank_refine: int = 0  # QR: score the top N of the first ranking again in a short prompt in reversed order and average (0 = off; docs/order-robust-qr.md)
+    rerank_refine: int = -1  # QR: score the top N of the first ranking again in a short prompt in reversed order and average: -1 auto (5 when one order is scored, i.e. on CPU; off with two or more), 0 off (docs/order-robust-qr.md)
     # --- QR training (bookqa train; bookqa/train/) ---
     train_scope: str = "full"  # full (embeddings + every layer up to the deepest QR layer) | qr-layers | lora
     train_steps: int = 100  # optimiser steps
@@ -174,8 +174,8 @@ class Settings:
             raise ConfigError("ui_ask_concurrency must be at least 1")
         if self.rerank_debias not in ("none", "position"):
             raise ConfigError(f"rerank_debias must be none or position, got {self.rerank_debias!r}")
-        if self.rerank_refine < 0 or self.rerank_refine == 1:
-            raise ConfigError(f"rerank_refine must be 0 (off) or at least 2, got {self.rerank_refine}")
+        if self.rerank_refine < -1 or self.rerank_refine == 1:
+            raise ConfigError(f"rerank_refine must be -1 (auto), 0 (off) or at least 2, got {self.rerank_refine}")
         if not 0 <= self.rerank_permutations <= 32:
             raise ConfigError(f"rerank_permutations must be 0 (auto) or 1..32, got {self.rerank_permutations}")
 

@@ -30,7 +30,7 @@ def _counting_ranker(esettings):
     scoring = {"aggregate": "sum", "question_span": "question"}
     heads = with_prior(HeadSet(heads=HEADS), [PositionPrior(curves={4: CURVE}, scoring={**scoring, "calibrate": c})
                                               for c in (False, True)])
-    ranker = QRRanker(model=(tiny_model("qwen2"), tiny_tokenizer()), heads=heads, settings=esettings)
+    ranker = QRRanker(model=(tiny_model("qwen2"), tiny_tokenizer()), heads=heads, settings=esettings, refine=0)
     calls = []
     real = ranker.head_scores
 

@@ -213,6 +213,7 @@ def test_estimation_finds_a_planted_primacy_bias():
 # --- on tiny models ------------------------------------------------------------------------------
 
 def _ranker(settings, heads=HEADS, **kw):
+    kw.setdefault("refine", 0)  # each option on its own (the CPU default also refines the top 5)
     return QRRanker(model=(tiny_model("qwen3"), tiny_tokenizer()), heads=heads, settings=settings, **kw)
 
 
@@ -279,6 +280,23 @@ def test_permutations_zero_picks_the_orders_by_device(settings):
     assert _ranker(settings, permutations=0).permutations == 1
     with pytest.raises(ConfigError, match="0 \\(auto\\)"):
         settings.replace(rerank_permutations=-1)
+
+
+def test_refine_auto_refines_the_top_five_only_with_one_order(settings):
+    from bookqa.rerank.debias import resolve_refine
+    from bookqa.settings import Settings
+
+    assert Settings().rerank_refine == -1  # auto
+    assert [resolve_refine(-1, p) for p in (1, 2, 3)] == [5, 0, 0]
+    assert resolve_refine(0, 1) == 0 and resolve_refine(3, 2) == 3
+    auto = QRRanker(model=(tiny_model("qwen3"), tiny_tokenizer()), heads=HEADS, settings=settings)
+    assert auto.permutations == 1 and auto.refine == 5  # the tiny model runs on CPU: one order, refined
+    res = auto.rank(QUESTION, CANDIDATES)
+    assert res.info["refine"] == 5 and res.info["refined"] == len(CANDIDATES) and res.info["layers_run"] == 3
+    two = QRRanker(model=(tiny_model("qwen3"), tiny_tokenizer()), heads=HEADS, settings=settings, permutations=2)
+    assert two.refine == 0 and two.rank(QUESTION, CANDIDATES).info["refined"] is None
+    with pytest.raises(ConfigError, match="-1 \\(auto\\)"):
+        settings.replace(rerank_refine=-2)
 
 
 def test_position_prior_on_a_tiny_model(settings):

@@ -18,6 +18,7 @@ HEADS = [(2, 1), (0, 3), (1, 0), (2, 2)]
 
 
 def _ranker(kind="qwen3", settings=None, **kw):
+    kw.setdefault("refine", 0)  # the plain path: raw attention sums (the CPU default also refines the top 5)
     return QRRanker(model=(tiny_model(kind), tiny_tokenizer()), heads=HEADS, settings=settings, **kw)
 
 

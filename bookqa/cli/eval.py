@@ -76,6 +76,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from ..evaluate.corpus import eval_settings
     from ..evaluate.datasets import load_dataset
     from ..evaluate.runner import ANSWER_BY_DEFAULT, Runner, read_id_list, select
+    from ..rerank.debias import resolve_refine
 
     out = args.out or Path("eval-out") / args.dataset
     settings = eval_settings(settings, args.books_home)
@@ -111,7 +112,8 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
                          "device": settings.device, "dtype": settings.dtype,
                          # what "qr" means in this run (the reranker as configured)
                          "rerank": {"calibrate": settings.rerank_calibrate, "debias": settings.rerank_debias,
-                                    "permutations": _orders(settings), "refine": settings.rerank_refine,
+                                    "permutations": _orders(settings),
+                                    "refine": resolve_refine(settings.rerank_refine, _orders(settings)),
                                     "aggregate": settings.rerank_aggregate,
                                     "question_span": settings.rerank_question_span}}}
     if args.resume:

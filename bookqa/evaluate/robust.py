@@ -6,7 +6,7 @@
 ``qr_perm``          permutation averaging over ``rerank_permutations`` orders (3 when that is 0 or 1:
                      input, reversed, interleaved)
 ``qr_cal_pos``, ``qr_pos_perm``, ``qr_cal_perm``, ``qr_cal_pos_perm``   the combinations
-``qr_refine``        one order, then the top ``rerank_refine`` (5 when that is 0) candidates scored again
+``qr_refine``        one order, then the top ``rerank_refine`` (5 when that is -1 or 0) candidates scored again
                      in a short prompt in reversed order (its pass is stored like the others)
 ``qr_perm_refine``   permutation averaging, then the same refinement of its top candidates
 
@@ -43,7 +43,7 @@ VARIANTS: dict[str, tuple[bool, bool, bool]] = {
     "qr_cal_pos_perm": (True, True, True),
 }
 EVAL_PERMUTATIONS = 3  # orders of the *_perm configurations when rerank_permutations is 0 (auto) or 1
-EVAL_REFINE = 5  # candidates qr_refine scores again when rerank_refine is 0 (off)
+EVAL_REFINE = 5  # candidates qr_refine scores again when rerank_refine is -1 (auto) or 0 (off)
 
 
 @dataclass

@@ -15,7 +15,8 @@ that prefix is reused and only the null suffix is run a second time.
 Order-robust options (debias.py): ``debias="position"`` corrects each candidate's normalised score by
 the prior its prompt position gets on its own (estimated with ``bookqa heads prior``, stored in the
 heads file), ``permutations=N`` scores the candidates under N orders and averages (0, the default: two
-orders on a GPU, one on CPU), ``refine=M`` scores the top M once more in a short reversed prompt.
+orders on a GPU, one on CPU), ``refine=M`` scores the top M once more in a short reversed prompt (-1,
+the default: 5 when one order is scored, else off).
 
 Scores are listwise: they are comparable only within one call (all candidates share one softmax).
 """
@@ -162,7 +163,7 @@ class QRRanker(Reranker):
         self.calibrate = settings.rerank_calibrate if calibrate is None else bool(calibrate)
         self.debias = debias or settings.rerank_debias
         orders = settings.rerank_permutations if permutations is None else int(permutations)  # 0 = auto
-        self.refine = settings.rerank_refine if refine is None else int(refine)
+        refine = settings.rerank_refine if refine is None else int(refine)  # -1 = auto
         self._layout_arg, self._span_arg = layout, question_span
         if settings.threads > 0:
             torch.set_num_threads(settings.threads)
@@ -203,9 +204,10 @@ class QRRanker(Reranker):
                              f"{self.heads.deepest_layer}")
         self.max_positions = int(getattr(cfg, "max_position_embeddings", 0) or 0)
         self._lock = threading.Lock()
-        from .debias import check_options, prior_for, resolve_permutations
+        from .debias import check_options, prior_for, resolve_permutations, resolve_refine
 
         self.permutations = resolve_permutations(orders, self.device)  # auto needs the device
+        self.refine = resolve_refine(refine, self.permutations)
         check_options(self.debias, self.permutations, self.refine)
         # The prior must have been estimated with this scoring (calibration, aggregation, span).
         self.position_prior = prior_for(self, self.calibrate) if self.debias == "position" else None

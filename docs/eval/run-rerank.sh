@@ -8,6 +8,9 @@ set -euo pipefail
 main() {  # the whole script is read before it runs, so editing it cannot disturb a running copy
     cd "$(dirname "$0")/../.."
     export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+    # "qr" stays the plain one-order QR this run began with (its stored rows); the CPU default since
+    # session 5 (one order + the top 5 refined, docs/order-robust-qr.md) is the configuration qr_refine.
+    export BOOKQA_RERANK_PERMUTATIONS=1 BOOKQA_RERANK_REFINE=0
     D=/work/shared/data
     BQ=".venv/bin/python -m bookqa"  # progress bars with ETA go to the log
     HEADS=bookqa/heads/qwen2.5-coder-0.5b.json
@@ -43,8 +46,9 @@ main() {  # the whole script is read before it runs, so editing it cannot distur
     until [ -s "$HEADS" ]; do echo "$(date +%T) waiting for $HEADS"; sleep 120; done
     pass $FIRST,qr,qr_fused 10 20 4                               # QR (+ answers with QR's top-3)
     pass $FIRST,qr,qr_fused,qr_prefix,pointwise$QT 10 20 4        # the costly baselines on the same questions
-    pass $FIRST,qr,qr_fused,qr_prefix,pointwise$QT 25 50 10
-    pass $FIRST,qr,qr_fused,qr_prefix,pointwise$QT 1000 200 1000  # everything selected in phase 1
+    pass $FIRST,qr,qr_refine,qr_fused,qr_prefix,pointwise$QT 10 20 4
+    pass $FIRST,qr,qr_refine,qr_fused,qr_prefix,pointwise$QT 25 50 10
+    pass $FIRST,qr,qr_refine,qr_fused,qr_prefix,pointwise$QT 1000 200 1000  # everything selected in phase 1
 }
 
 main "$@"
