@@ -48,8 +48,9 @@ MAX_PERMUTATIONS = 32
 AUTO_PERMUTATIONS = {"cpu": 1, "accelerator": 2}
 # rerank_refine=-1: refine the top 5 when only one order is scored. Measured on the same 99 questions: with
 # one order it moves the top-1 off prompt position 1 to the rate a perfect ranker would have (57.6% against
-# 56.6%; plain 79.8%) and keeps shuffled-order R@3 at the original's (+0.2 [-2.4, +2.6]) for 13% more time,
-# recall unchanged; after two orders it costs R@1 (-6.1 [-10.8, -2.3]), so it is off there.
+# 56.6%; plain 79.8%) and keeps shuffled-order R@3 at the original's (+0.2 [-2.4, +2.6]) for about a quarter
+# of a pass more (at K = 20), recall unchanged; after two orders it costs R@1 (-6.1 [-10.8, -2.3]), so it is off
+# there.
 AUTO_REFINE = 5
 
 
@@ -329,7 +330,7 @@ def apply_refine(scores: Sequence[float], shown: Sequence[int], refined: Sequenc
 
 def robust_rank(ranker, query: str, texts: Sequence[str], ids: Sequence[int], prefix: Optional[str],
                 per_head: bool = False):
-    """QRRanker.rank with the ranker's position prior and/or permutation averaging."""
+    """QRRanker.rank with the ranker's position prior, permutation averaging and/or refinement of the top."""
     from .base import make_results
     from .heads import head_name
 
