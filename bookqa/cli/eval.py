@@ -102,6 +102,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
               "answers are skipped (add it to --configs, or pick --answer-config)", file=sys.stderr)
         answers = False
     k = args.eval_k or settings.top_k
+    orders = _orders(settings)  # the candidate orders "qr" scores here (auto resolves by device)
     meta = {"command": "bookqa " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "bookqa eval",
             "selection": {"books": args.books, "per_book": args.per_book, "sample": args.sample, "seed": args.seed,
                           "limit": args.limit, "exclude_ids": [str(p) for p in args.exclude_ids or []],
@@ -112,8 +113,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
                          "device": settings.device, "dtype": settings.dtype,
                          # what "qr" means in this run (the reranker as configured)
                          "rerank": {"calibrate": settings.rerank_calibrate, "debias": settings.rerank_debias,
-                                    "permutations": _orders(settings),
-                                    "refine": resolve_refine(settings.rerank_refine, _orders(settings)),
+                                    "permutations": orders, "refine": resolve_refine(settings.rerank_refine, orders),
                                     "aggregate": settings.rerank_aggregate,
                                     "question_span": settings.rerank_question_span}}}
     if args.resume:
