@@ -153,10 +153,12 @@ def apply_adapter(model, adapter: Adapter) -> int:
     return changed
 
 
-def resolve_base(name: str) -> tuple[str, Optional[Adapter]]:
-    """The model to load for ``name`` (its base when ``name`` is an adapter directory) and the adapter."""
+def model_source(name: str, settings, progress=None) -> tuple[str, Optional[Adapter]]:
+    """What to pass to ``qr.load_model`` for ``name``: the weights' directory or hub id (the base model's
+    when ``name`` is an adapter directory), and the adapter to merge into them (None for a plain model)."""
+    from ..models import causal_lm_source
+    from ..progress import no_progress
+
     adapter = find_adapter(name)
-    if adapter is None:
-        return name, None
-    base = adapter.base_model
-    return base, adapter
+    source = causal_lm_source(adapter.base_model if adapter else name, settings, progress or no_progress)
+    return source, adapter

@@ -38,7 +38,7 @@ class PointwiseReranker(Reranker):
                  max_passage_tokens: int = 1024, progress: Progress = no_progress):
         import torch
 
-        from ..models import causal_lm_source, resolve_device
+        from ..models import resolve_device
         from .qr import load_model, load_tokenizer
 
         settings = settings or Settings.from_env()
@@ -53,17 +53,14 @@ class PointwiseReranker(Reranker):
             self.model_name = getattr(self.model.config, "_name_or_path", "") or type(self.model).__name__
             self.device = str(next(self.model.parameters()).device)
         else:
-            from .adapter import apply_adapter, resolve_base
+            from .adapter import model_source
 
             self.model_name = str(model)
-            base, adapter = resolve_base(self.model_name)
-            source = causal_lm_source(base, settings, progress)
+            source, adapter = model_source(self.model_name, settings, progress)
             self.device = resolve_device(device if device != "auto" else settings.device)
             progress("loading pointwise model", 0, 1)
             self.model = load_model(source, device=self.device, dtype=dtype if dtype != "auto" else settings.dtype,
-                                    lm_head=True)
-            if adapter is not None:
-                apply_adapter(self.model, adapter)
+                                    lm_head=True, adapter=adapter)
             self.tokenizer = load_tokenizer(source)
             progress("loading pointwise model", 1, 1)
         self.yes_id, self.no_id = self._answer_token(YES), self._answer_token(NO)

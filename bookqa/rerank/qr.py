@@ -73,12 +73,13 @@ def resolve_dtype(dtype: str, device: str):
 
 
 def load_model(source: str, *, device: str = "cpu", dtype: str = "auto", keep_layers: Optional[int] = None,
-               lm_head: bool = False):
+               lm_head: bool = False, adapter=None):
     """Load the decoder stack (no LM head) of a causal LM for the read-out, with SDPA attention, in eval mode.
 
     ``keep_layers``: build and load only the first N decoder layers (the read-out never runs later ones).
     A MindscapeRAG/QRRanker checkpoint (architecture ``Qwen3Model``) loads with the standard Qwen3 classes.
     ``lm_head=True`` loads the whole causal LM instead (the pointwise baseline reads its logits).
+    ``adapter`` (adapter.py, from ``model_source``): trained LoRA weights merged in once, after loading.
     """
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
@@ -101,6 +102,10 @@ def load_model(source: str, *, device: str = "cpu", dtype: str = "auto", keep_la
         raise ModelError(f"cannot load model from {source}: {exc}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
+    if adapter is not None:
+        from .adapter import apply_adapter
+
+        apply_adapter(model, adapter)
     model.to(device)
     model.eval()
     return model
@@ -153,7 +158,7 @@ class QRRanker(Reranker):
                  refine: Optional[int] = None, progress: Progress = no_progress):
         import torch
 
-        from ..models import causal_lm_source, resolve_device
+        from ..models import resolve_device
 
         settings = settings or Settings.from_env()
         self.settings = settings
@@ -177,11 +182,10 @@ class QRRanker(Reranker):
                                      self.model_name, None)
             self.device = str(next(self.model.parameters()).device)
         else:
-            from .adapter import apply_adapter, resolve_base
+            from .adapter import model_source
 
             self.model_name = str(model)
-            base, adapter = resolve_base(self.model_name)  # trained heads as a LoRA adapter over a base
-            source = causal_lm_source(base, settings, progress)
+            source, adapter = model_source(self.model_name, settings, progress)  # trained heads may be an adapter
             self.heads = _as_headset(heads if heads is not None else (settings.reranker_heads or None),
                                      self.model_name, str(adapter.path) if adapter else source)
             dev = device if device != "auto" else settings.device
@@ -189,9 +193,7 @@ class QRRanker(Reranker):
             progress("loading reranker model", 0, 1)
             self.model = load_model(source, device=self.device,
                                     dtype=dtype if dtype != "auto" else settings.dtype,
-                                    keep_layers=self.heads.deepest_layer + 1)
-            if adapter is not None:
-                apply_adapter(self.model, adapter)
+                                    keep_layers=self.heads.deepest_layer + 1, adapter=adapter)
             self.tokenizer = load_tokenizer(source)
             progress("loading reranker model", 1, 1)
         self.layout = self._choose_layout(settings)

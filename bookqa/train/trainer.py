@@ -230,7 +230,8 @@ def train(model: str, data: Sequence[str | Path], out: str | Path, *, heads: Opt
 
     ``heads``: a heads file or builtin:NAME (default: the model's resolved heads). An existing checkpoint
     in ``out`` made with the same model, heads, data and options is resumed unless ``fresh``. The ``lora``
-    scope writes the adapter alone (a few MB, loaded over ``model``), or with ``merge`` a full merged copy.
+    scope writes the adapter alone (~25 MB for the embedded model, loaded over ``model``), or with ``merge``
+    a full merged copy.
     """
     import torch
 
@@ -356,7 +357,7 @@ def write_model(out: Path, model, tokenizer, headset, layout, report: dict[str, 
     """The QRRanker model directory: weights and tokenizer (or, with ``adapter``, the LoRA adapter over its
     base model), heads file, report, loss curve. Written into a temporary directory first; each file is
     then moved into ``out`` (checkpoints stay where they are)."""
-    from ..rerank.adapter import write_adapter
+    from ..rerank.adapter import ADAPTER_META, ADAPTER_WEIGHTS, write_adapter
     from ..rerank.heads import HeadSet, save_heads
 
     out.mkdir(parents=True, exist_ok=True)
@@ -384,8 +385,6 @@ def write_model(out: Path, model, tokenizer, headset, layout, report: dict[str, 
         for f in sorted(tmp.iterdir()):
             os.replace(f, out / f.name)
         if adapter is None:  # an adapter left by an earlier lora run would be loaded instead of these weights
-            from ..rerank.adapter import ADAPTER_META, ADAPTER_WEIGHTS
-
             for name in (ADAPTER_META, ADAPTER_WEIGHTS):
                 (out / name).unlink(missing_ok=True)
     finally:
