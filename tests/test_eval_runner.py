@@ -259,3 +259,26 @@ def test_answers_with_the_local_generator(esettings, tmp_path):
         assert ans["scores"]["accuracy"] in (0.0, 1.0)
     report = json.loads((tmp_path / "out" / "quality-report.json").read_text())
     assert report["answers"]["bm25"]["n"] == 2
+
+
+def test_cli_eval_resume_refuses_another_trained_checkpoint(tmp_path, monkeypatch, capsys):
+    """qr_trained rows of one checkpoint must not be continued with another's: the run file records which."""
+    monkeypatch.setenv("BOOKQA_DENSE_WEIGHT", "0")
+    out = tmp_path / "out"
+    first, second = tmp_path / "ckpt-a", tmp_path / "ckpt-b"
+    for directory, loss in ((first, 1.0), (second, 2.0)):
+        directory.mkdir()
+        (directory / "training-report.json").write_text(json.dumps({"loss": loss}))
+    argv = ["-q", "--home", str(tmp_path / "home"), "eval", "locomo", "--data", str(EVAL / "locomo" / "locomo_mini.json"),
+            "--configs", "bm25", "--k", "5", "--out", str(out), "--no-answers", "--limit", "2"]
+    assert main(argv + ["--trained", str(first)]) == 0
+    stored = json.loads((out / "locomo-run.json").read_text())["settings"]["trained"]
+    assert stored["path"] == str(first.resolve()) and len(stored["sha256"]) == 64
+    assert main(argv + ["--trained", str(second), "--resume"]) == 2
+    assert "other settings (trained.sha256:" in capsys.readouterr().err
+    # a run that names no checkpoint keeps the stored one; the same checkpoint, moved, resumes
+    assert main(argv + ["--resume"]) == 0
+    assert json.loads((out / "locomo-run.json").read_text())["settings"]["trained"] == stored
+    moved = first.rename(tmp_path / "ckpt-moved")
+    assert main(argv[:-1] + ["3", "--trained", str(moved), "--resume"]) == 0
+    assert len(read_rows(out / "locomo.jsonl")) == 3

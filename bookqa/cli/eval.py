@@ -116,6 +116,8 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
                                     "permutations": orders, "refine": resolve_refine(settings.rerank_refine, orders),
                                     "aggregate": settings.rerank_aggregate,
                                     "question_span": settings.rerank_question_span}}}
+    if args.trained:  # which checkpoint "qr_trained" is, so a resume cannot mix two under one name
+        meta["settings"]["trained"] = checkpoint_fingerprint(args.trained)
     if args.resume:
         _check_same_settings(out / f"{args.dataset}-run.json", meta["settings"])
     print(f"{data.name}: {len(selection.questions)} questions on {len(selection.documents)} documents; "
@@ -164,15 +166,37 @@ def _changed(stored: dict, now: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def checkpoint_fingerprint(directory: Path) -> dict:
+    """What identifies a trained checkpoint (``--trained``) without reading its weights: the sha-256 of
+    every top-level file's name and size plus the content of its small files (adapter.json, config.json,
+    qr_heads.json, the training report, which differs between any two runs)."""
+    import hashlib
+
+    directory = Path(directory)
+    digest = hashlib.sha256()
+    files = sorted(p for p in directory.iterdir() if p.is_file()) if directory.is_dir() else []
+    for path in files:
+        size = path.stat().st_size
+        digest.update(f"{path.name}\0{size}\0".encode())
+        if size <= 1 << 20:
+            digest.update(path.read_bytes())
+    return {"path": str(directory.resolve()), "sha256": digest.hexdigest()}
+
+
 def _check_same_settings(run_file: Path, settings: dict) -> None:
     """Refuse to resume a run whose stored rows were made with other model settings: a report would mix
-    two rerankers (or embedders, generators) under one name. Keys a run file lacks (older runs) pass."""
+    two rerankers (or embedders, generators, trained checkpoints) under one name. Keys a run file lacks
+    (older runs) pass; a stored checkpoint is kept when this run names none (it adds no qr_trained rows)."""
     from ..errors import ConfigError
     from ..fileio import read_json
 
     if not run_file.is_file():
         return
     stored = read_json(run_file).get("settings") or {}
+    if "trained" in stored and "trained" not in settings:
+        settings["trained"] = stored["trained"]  # the caller writes these settings to the run file
+    elif "trained" in stored:  # compared by content: the same checkpoint, moved, made the same rows
+        stored = {**stored, "trained": {**stored["trained"], "path": settings["trained"]["path"]}}
     changed = _changed(stored, settings)
     if changed:
         raise ConfigError(f"{run_file.parent} holds results made with other settings ({'; '.join(changed)}); "
