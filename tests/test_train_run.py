@@ -223,3 +223,16 @@ def test_cli_builds_samples_and_trains(setup, settings, capsys):
     assert report["options"]["candidates"] == 4 and report["command"].startswith("bookqa train --model")
     assert report["samples"]["sources"].get("musique", 0) + report["samples"]["sources"]["x"] == report["samples"]["train"]
     assert main(["-q", "train", "--model", str(setup / "tiny"), "--data", str(samples)]) == 2  # no --out
+
+
+def test_learning_rate_by_scope_when_none_is_set():
+    """LoRA's adapters start at zero and get ten times the paper's full fine-tuning rate unless one is set."""
+    from bookqa.settings import Settings
+
+    assert TrainOptions.from_settings(Settings()).lr == 1e-5
+    assert TrainOptions.from_settings(Settings(), scope="lora").lr == 1e-4
+    assert TrainOptions.from_settings(Settings(), scope="qr-layers").lr == 1e-5
+    assert TrainOptions.from_settings(Settings(), scope="lora", lr=3e-4).lr == 3e-4
+    assert TrainOptions.from_settings(Settings(train_lr=2e-5), scope="lora").lr == 2e-5
+    with pytest.raises(ConfigError):
+        TrainOptions(lr=-1.0).validate()

@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-tokens", type=int, help="cap on a candidate's tokens (default: train_max_tokens)")
     p.add_argument("--candidates", type=int, help="candidates per prompt, retriever order (default: "
                    "train_candidates)")
-    p.add_argument("--lr", type=float, help="AdamW learning rate (default: train_lr, 1e-5)")
+    p.add_argument("--lr", type=float,
+                   help="AdamW learning rate (default: train_lr; 0 = by scope: 1e-5 full / qr-layers, 1e-4 lora)")
     p.add_argument("--accum", type=int, help="samples per optimiser step (default: train_accum, 4)")
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints and validations")
     p.add_argument("--val-limit", type=int, help="validation samples scored each time (default: train_val_limit)")

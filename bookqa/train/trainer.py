@@ -49,13 +49,16 @@ REPORT_FILE = "training-report.json"
 CURVE_FILE = "loss-curve.svg"
 CHECKPOINTS = "checkpoints"
 KS = (1, 3, 5)
+# Learning rate when none is set: the paper's for full fine-tuning; LoRA's adapters start at zero and need
+# about ten times more to move in a few dozen steps (the 30-step CPU run, docs/training-qwen2.5-coder-0.5b.md)
+DEFAULT_LR = {"full": 1e-5, "qr-layers": 1e-5, "lora": 1e-4}
 
 
 @dataclass(frozen=True)
 class TrainOptions:
     scope: str = "full"
     steps: int = 100
-    lr: float = 1e-5
+    lr: float = 0.0  # 0 = by scope (DEFAULT_LR)
     accum: int = 4
     weight_decay: float = 0.0
     grad_clip: float = 1.0
@@ -68,6 +71,10 @@ class TrainOptions:
     lora_rank: int = 16
     lora_alpha: float = 32.0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.lr == 0:  # frozen: set once, here
+            object.__setattr__(self, "lr", DEFAULT_LR.get(self.scope, DEFAULT_LR["full"]))
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> "TrainOptions":
