@@ -98,6 +98,7 @@ class Settings:
     train_weight_decay: float = 0.0  # AdamW weight decay
     train_grad_clip: float = 1.0  # clip the gradient norm to this (0 = off)
     train_candidates: int = 20  # candidates per training prompt: the first C in retriever order
+    train_order: str = "retriever"  # their order in a training prompt: retriever (the paper's) | shuffled (per sample)
     train_max_tokens: int = 120  # cap on each candidate's tokens in training prompts
     train_checkpoint_every: int = 25  # steps between checkpoints (resume points; validation runs there too)
     train_val_frac: float = 0.1  # share of documents held out for validation (samples without a split)

@@ -236,3 +236,16 @@ def test_learning_rate_by_scope_when_none_is_set():
     assert TrainOptions.from_settings(Settings(train_lr=2e-5), scope="lora").lr == 2e-5
     with pytest.raises(ConfigError):
         TrainOptions(lr=-1.0).validate()
+
+
+def test_shuffled_order_trains_on_shuffled_prompts_and_validates_in_retriever_order(setup, settings):
+    report, lines = _run(setup, "shuf", 2, settings, order="shuffled")
+    plain, _ = _run(setup, "plain", 2, settings)
+    assert report["options"]["order"] == "shuffled" and plain["options"]["order"] == "retriever"
+    assert report["losses"] != plain["losses"]  # other prompts
+    # the validation prompts are the same in both runs: equal scores before training
+    assert report["before"] == plain["before"]
+    assert 0 <= report["samples"]["gold_first_share"] <= 1
+    # a checkpoint of one order is not resumed with the other
+    with pytest.raises(ConfigError, match="other"):
+        _run(setup, "shuf", 3, settings, order="retriever")

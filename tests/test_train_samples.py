@@ -89,3 +89,17 @@ def test_fit_sample_takes_the_top_candidates_and_counts_drops():
     assert fit_sample(TrainSample("b", "x", "q?", ["a", "b", "c"], [2], "d"), budget, 2, 8, drops) is None
     assert fit_sample(TrainSample("c", "x", "q?", ["a", "b"], [0, 1], "d"), budget, 2, 8, drops) is None
     assert drops == {"no positive in the top 2": 1, "no negative candidate": 1}
+
+
+def test_shuffled_moves_gold_with_its_candidate_and_is_reproducible():
+    from bookqa.train.samples import shuffled
+
+    sample = TrainSample("s1", "x", "q?", [f"c{i}" for i in range(10)], [0, 3], "d")
+    once = shuffled(sample, seed=0)
+    assert once == shuffled(sample, seed=0)  # the same order for the same id and seed
+    assert sorted(once.candidates) == sorted(sample.candidates) and once.candidates != sample.candidates
+    assert sorted(once.candidates[i] for i in once.gold) == ["c0", "c3"]
+    assert (once.question, once.split, once.doc_id) == (sample.question, sample.split, sample.doc_id)
+    # over many samples, position 1 holds gold about as often as chance (1 in 10), not always as here
+    firsts = [0 in shuffled(TrainSample(f"s{i}", "x", "q?", sample.candidates, [0], "d")).gold for i in range(400)]
+    assert 0.05 < sum(firsts) / len(firsts) < 0.15

@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-tokens", type=int, help="cap on a candidate's tokens (default: train_max_tokens)")
     p.add_argument("--candidates", type=int, help="candidates per prompt, retriever order (default: "
                    "train_candidates)")
+    p.add_argument("--order", choices=("retriever", "shuffled"),
+                   help="candidate order in training prompts (default: train_order, retriever; validation keeps "
+                        "retriever order)")
     p.add_argument("--lr", type=float,
                    help="AdamW learning rate (default: train_lr; 0 = by scope: 1e-5 full / qr-layers, 1e-4 lora)")
     p.add_argument("--accum", type=int, help="samples per optimiser step (default: train_accum, 4)")
@@ -73,7 +76,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     if args.device:
         settings = settings.replace(device=args.device)
     options = TrainOptions.from_settings(settings, scope=args.scope, steps=args.steps, max_tokens=args.max_tokens,
-                                         candidates=args.candidates, lr=args.lr, accum=args.accum,
+                                         candidates=args.candidates, order=args.order, lr=args.lr, accum=args.accum,
                                          checkpoint_every=args.checkpoint_every, val_limit=args.val_limit)
     progress = TqdmProgress(quiet=args.quiet)
     log = (lambda line: None) if args.quiet else _log
@@ -101,7 +104,7 @@ def _command(args: argparse.Namespace, settings: Settings) -> str:
     for path in args.data:
         parts += ["--data", path]
     for flag, value in (("--out", args.out), ("--scope", args.scope), ("--steps", args.steps),
-                        ("--max-tokens", args.max_tokens), ("--candidates", args.candidates), ("--lr", args.lr),
+                        ("--max-tokens", args.max_tokens), ("--candidates", args.candidates), ("--order", args.order), ("--lr", args.lr),
                         ("--accum", args.accum), ("--checkpoint-every", args.checkpoint_every),
                         ("--val-limit", args.val_limit), ("--device", args.device)):
         if value is not None:

@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
+
+import numpy as np
 
 from ..errors import InputError
 from ..fileio import read_jsonl, write_jsonl
@@ -114,6 +116,16 @@ def fit_sample(sample: TrainSample, budget: TokenBudget, candidates: int, max_to
         return None
     return TrainSample(sample.id, sample.source, sample.question, [budget.cap(c, max_tokens) for c in keep], gold,
                        sample.doc_id, sample.prefix, sample.split, sample.meta)
+
+
+def shuffled(sample: TrainSample, seed: int = 0) -> TrainSample:
+    """The sample with its candidates in a random order, the same for a given id and seed; the gold
+    indices follow their candidates."""
+    rng = np.random.default_rng([seed, int(hashlib.sha256(sample.id.encode()).hexdigest()[:8], 16)])
+    order = [int(i) for i in rng.permutation(len(sample.candidates))]
+    gold = set(sample.gold)
+    return replace(sample, candidates=[sample.candidates[i] for i in order],
+                               gold=[new for new, old in enumerate(order) if old in gold])
 
 
 # ---------------------------------------------------------------------------------------------
