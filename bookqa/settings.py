@@ -93,7 +93,7 @@ class Settings:
     # --- QR training (bookqa train; bookqa/train/) ---
     train_scope: str = "full"  # full (embeddings + every layer up to the deepest QR layer) | qr-layers | lora
     train_steps: int = 100  # optimiser steps
-    train_lr: float = 0.0  # AdamW learning rate (constant); 0 = by scope: 1e-5 (the paper's; full, qr-layers), 1e-4 (lora)
+    train_lr: float = 0.0  # AdamW rate (constant); 0 = by scope: 1e-5 (the paper's; full, qr-layers), 1e-4 (lora)
     train_accum: int = 4  # samples per optimiser step (gradient accumulation over batches of 1)
     train_weight_decay: float = 0.0  # AdamW weight decay
     train_grad_clip: float = 1.0  # clip the gradient norm to this (0 = off)

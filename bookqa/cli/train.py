@@ -104,7 +104,8 @@ def _command(args: argparse.Namespace, settings: Settings) -> str:
     for path in args.data:
         parts += ["--data", path]
     for flag, value in (("--out", args.out), ("--scope", args.scope), ("--steps", args.steps),
-                        ("--max-tokens", args.max_tokens), ("--candidates", args.candidates), ("--order", args.order), ("--lr", args.lr),
+                        ("--max-tokens", args.max_tokens), ("--candidates", args.candidates),
+                        ("--order", args.order), ("--lr", args.lr),
                         ("--accum", args.accum), ("--checkpoint-every", args.checkpoint_every),
                         ("--val-limit", args.val_limit), ("--device", args.device)):
         if value is not None:

@@ -125,7 +125,7 @@ def shuffled(sample: TrainSample, seed: int = 0) -> TrainSample:
     order = [int(i) for i in rng.permutation(len(sample.candidates))]
     gold = set(sample.gold)
     return replace(sample, candidates=[sample.candidates[i] for i in order],
-                               gold=[new for new, old in enumerate(order) if old in gold])
+                   gold=[new for new, old in enumerate(order) if old in gold])
 
 
 # ---------------------------------------------------------------------------------------------
