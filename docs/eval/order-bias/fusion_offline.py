@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 
+from bookqa.evaluate.bias import top1_position
 from bookqa.evaluate.metrics import bootstrap_ci, recall_at_k
 from bookqa.retrieve.fusion import reciprocal_rank_fusion
 
@@ -39,7 +40,8 @@ def main(path: str, options: list[str]) -> None:
         if name == "hybrid":
             return candidates
         ranked = [c for c in row["configs"][name]["chunk_ids"] if c in set(candidates)]
-        return ranked + [c for c in candidates if c not in set(ranked)]
+        rest = set(candidates) - set(ranked)
+        return ranked + [c for c in candidates if c in rest]
 
     bm25_r1 = [recall_at_k(first_stage(r, "bm25"), r["gold"]["chunk_ids"], 1) for r in rows]
 
@@ -49,29 +51,26 @@ def main(path: str, options: list[str]) -> None:
         for r in rows:
             gold = r["gold"]["chunk_ids"]
             shown = [c["chunk_id"] for c in r["candidates"]["items"]]
-            ids = rank(r, r["configs"], shown)
+            ids = rank(r, r["configs"])
             for k in rec:
                 rec[k].append(recall_at_k(ids, gold, k))
-            top1.append(ids[0] == shown[0])
-            shuffled = r.get("shuffled")
-            if shuffled:
-                order = shuffled["order"]
-                shown_s = order if set(order) == set(shown) else [shown[i] for i in order]
-                ids_s = rank(r, shuffled["configs"], shown_s)
-                if ids_s is not None:
-                    shuffled_top1.append(ids_s[0] == shown_s[0])
-                    shuffled_r3.append(recall_at_k(ids_s, gold, 3))
+            top1.append(top1_position(shown, ids) == 1)
+            shuffled = r.get("shuffled")  # its "order" is the candidates' chunk ids as the prompt showed them
+            ids_s = rank(r, shuffled["configs"]) if shuffled else None
+            if ids_s is not None:
+                shuffled_top1.append(top1_position(shuffled["order"], ids_s) == 1)
+                shuffled_r3.append(recall_at_k(ids_s, gold, 3))
         pct = lambda v: f"{100 * np.mean(v):.1f}" if v else "–"
         diff = bootstrap_ci(np.subtract(rec[1], bm25_r1))
         d3 = f"{pct(shuffled_r3)} ({100 * (np.mean(shuffled_r3) - np.mean(rec[3])):+.1f})" if shuffled_r3 else "–"
         print(f"| {label} | {pct(rec[1])} | {pct(rec[3])} | {pct(rec[5])} | {pct(top1)} | {pct(shuffled_top1)} | {d3} | "
               f"{100 * diff['mean']:+.1f} [{100 * diff['lo']:+.1f}, {100 * diff['hi']:+.1f}] |")
 
-    line("bm25", lambda r, c, shown: first_stage(r, "bm25"))
+    line("bm25", lambda r, c: first_stage(r, "bm25"))
     for option in options:
-        line(option, lambda r, c, shown, o=option: c[o]["chunk_ids"] if o in c else None)
+        line(option, lambda r, c, o=option: c[o]["chunk_ids"] if o in c else None)
         for name in ("hybrid", "bm25"):
-            line(f"{option} + {name}", lambda r, c, shown, o=option, n=name:
+            line(f"{option} + {name}", lambda r, c, o=option, n=name:
                  fuse(c[o]["chunk_ids"], first_stage(r, n)) if o in c else None)
 
 
