@@ -282,3 +282,16 @@ def test_cli_eval_resume_refuses_another_trained_checkpoint(tmp_path, monkeypatc
     moved = first.rename(tmp_path / "ckpt-moved")
     assert main(argv[:-1] + ["3", "--trained", str(moved), "--resume"]) == 0
     assert len(read_rows(out / "locomo.jsonl")) == 3
+    # --trained also takes a shipped adapter's name (bookqa/adapters/<name>/); anything else is refused
+    from bookqa.rerank import adapter as adapter_module
+
+    shipped = tmp_path / "adapters"
+    (shipped / "tiny-qr-lora").mkdir(parents=True)
+    (shipped / "tiny-qr-lora" / "adapter.json").write_text("{}")
+    monkeypatch.setattr(adapter_module, "SHIPPED_DIR", shipped)
+    assert main(argv + ["--trained", "tiny-qr-lora", "--out", str(tmp_path / "named")]) == 0
+    named = json.loads((tmp_path / "named" / "locomo-run.json").read_text())["settings"]["trained"]
+    assert named["path"] == str((shipped / "tiny-qr-lora").resolve())
+    capsys.readouterr()
+    assert main(argv + ["--trained", "no-such-adapter", "--out", str(tmp_path / "none")]) != 0
+    assert "neither a checkpoint directory nor a shipped adapter" in capsys.readouterr().err

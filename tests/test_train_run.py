@@ -156,6 +156,31 @@ def test_lora_run_writes_a_small_adapter_that_scores_like_the_merged_model(setup
     np.testing.assert_allclose(from_adapter, merged, atol=1e-5, rtol=0)
 
 
+def test_a_shipped_adapter_is_named_like_a_model(setup, settings, tmp_path, monkeypatch):
+    """An adapter inside the package (bookqa/adapters/<name>/) is selected by its name, as reranker model
+    and as `bookqa eval --trained`, and scores exactly like the directory it was copied from."""
+    import shutil
+
+    from bookqa.rerank import QRRanker, adapter as adapter_module
+    from bookqa.rerank.adapter import adapter_dir, find_adapter
+
+    _run(setup, "lora", 1, settings, scope="lora", lr=1e-2)
+    shipped = tmp_path / "adapters"
+    shutil.copytree(setup / "lora", shipped / "tiny-qr-lora", ignore=shutil.ignore_patterns(CHECKPOINTS))
+    monkeypatch.setattr(adapter_module, "SHIPPED_DIR", shipped)
+    assert adapter_dir("Tiny-QR-LoRA ") == shipped / "tiny-qr-lora" and find_adapter("tiny-qr") is None
+    texts = ["the whale was at sea.", "the captain of the ship was Silas.", "a letter to her sister."]
+    by_name = QRRanker(model="tiny-qr-lora", settings=settings)
+    assert by_name.heads.source == str(shipped / "tiny-qr-lora" / HEADS_FILE)  # its own trained heads
+    np.testing.assert_array_equal(by_name.head_scores("who was the captain?", texts)[0],
+                                  QRRanker(model=str(setup / "lora"), settings=settings).head_scores(
+                                      "who was the captain?", texts)[0])
+    from bookqa.cli.eval import checkpoint_fingerprint
+
+    # the copy without the resume state is the same checkpoint to `bookqa eval` (its rows stay resumable)
+    assert checkpoint_fingerprint(shipped / "tiny-qr-lora")["sha256"] == checkpoint_fingerprint(setup / "lora")["sha256"]
+
+
 def test_adapter_errors_are_clear(setup, settings, tmp_path):
     import json as _json
 

@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         f"{', '.join(ALL_CONFIGS)}")
     p.add_argument("--k", dest="eval_k", type=int, metavar="K",
                    help="first-stage candidates per question, reranked by every reranker (default: top_k, 50)")
-    p.add_argument("--trained", type=Path, metavar="DIR", help="a trained QRRanker checkpoint (adds qr_trained)")
+    p.add_argument("--trained", type=Path, metavar="DIR", help="a trained QRRanker checkpoint or shipped adapter name (adds qr_trained)")
     p.add_argument("--fusion-weight", type=float, help="qr_fused: RRF weight of the first-stage order (QR's is 1)")
     p.add_argument("--answers", dest="answers", action="store_true", default=None,
                    help="generate and score answers (default for narrativeqa, locomo, quality, detectiveqa)")
@@ -76,9 +76,17 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from ..evaluate.corpus import eval_settings
     from ..evaluate.datasets import load_dataset
     from ..evaluate.runner import ANSWER_BY_DEFAULT, Runner, read_id_list, select
+    from ..rerank.adapter import adapter_dir
     from ..rerank.debias import resolve_refine
 
     out = args.out or Path("eval-out") / args.dataset
+    if args.trained is not None and not args.trained.is_dir():
+        shipped = adapter_dir(args.trained)  # a shipped adapter's name
+        if shipped is None:
+            from ..errors import NotFoundError
+
+            raise NotFoundError(f"--trained {args.trained}: neither a checkpoint directory nor a shipped adapter")
+        args.trained = shipped
     settings = eval_settings(settings, args.books_home)
     if args.fusion_weight is not None:
         settings = settings.replace(eval_fusion_weight=args.fusion_weight)

@@ -11,6 +11,9 @@
 (and their combinations)             averaging; they share forward passes with ``qr`` (evaluate/robust.py)
 ``qr_refine``, ``qr_perm_refine``    one order (or permutation averaging), then the top M again in a short
                                      reversed prompt
+``qr_trained_refine``,               ``qr_trained``'s stored ranking, then its top M again in a short reversed
+``qr_trained_perm``                  prompt / averaged with more orders (reversed, ...) of the same checkpoint;
+                                     the stored pass is reused
 ``rankgpt``                          the generator writes the order of a sliding window of candidates
                                      (RankGPT style; not in the default set: it generates)
 ``likert``                           the generator scores groups of candidates 0–10 in JSON (GroupRank
@@ -38,8 +41,13 @@ DEFAULT_CONFIGS = ("bm25", "dense", "hybrid", "qr", "qr_prefix", "qr_fused", "po
 # issue 11: order-robust QR options (evaluate/robust.py), not in the default set
 QR_VARIANTS = ("qr_cal", "qr_pos", "qr_perm", "qr_cal_pos", "qr_pos_perm", "qr_cal_perm", "qr_cal_pos_perm",
                "qr_refine", "qr_perm_refine")
-ALL_CONFIGS = ALL_CONFIGS + QR_VARIANTS
+TRAINED_CONFIGS = ("qr_trained", "qr_trained_refine", "qr_trained_perm")  # need --trained DIR
+ALL_CONFIGS = ALL_CONFIGS + QR_VARIANTS + TRAINED_CONFIGS[1:]
 CANDIDATES_METHOD = "hybrid"
+# What the *_perm / *_refine configurations run when the settings leave it to the machine (0 / -1) or turn
+# it off: orders averaged (input, reversed, interleaved) and candidates scored again.
+PERMUTATIONS_DEFAULT = 3
+REFINE_DEFAULT = 5
 
 
 @dataclass
@@ -153,11 +161,70 @@ class RerankConfig(Config):
         for key, value in (results.timings or {}).items():
             timings[f"rerank.{key}"] = float(value)
         for key in ("prompt_tokens", "tokens", "pairs", "batches", "heads", "heads_source", "dtype", "model",
-                    "tokens_generated", "generator_calls", "parse_failures", "repairs", "calls_unchanged", "generator"):
+                    "tokens_generated", "generator_calls", "parse_failures", "repairs", "calls_unchanged", "generator",
+                    "permutations", "refine", "refined"):
             if key in results.info:
                 info[key] = results.info[key]
         seconds = time.perf_counter() - t0
         return ConfigResult(results.chunk_ids, [r.score for r in results.results], seconds, timings, info)
+
+
+class ExtendedConfig(Config):
+    """A stored one-order QR ranking (``base``) taken further the way QRRanker's options would: scored
+    under ``orders`` orders in all (the stored one is the input order; the others — reversed, interleaved —
+    are computed) and averaged, then the top ``refine`` scored again in a short reversed prompt
+    (rerank/debias.py). The stored pass is not run twice; the seconds are the base's plus the new prompts'."""
+
+    needs_candidates = True
+    order_sensitive = True
+
+    def __init__(self, name: str, base: str, make_ranker: Callable[[], Any], orders: int = 1, refine: int = 0):
+        self.name = name
+        self.base = base
+        self.depends = (base,)
+        self.make_ranker = make_ranker
+        self.orders = max(1, int(orders))
+        self.refine = int(refine)
+
+    def setup(self) -> None:
+        ranker = self.make_ranker()
+        if int(getattr(ranker, "refine", 0)) > 1 or int(getattr(ranker, "permutations", 1)) > 1:
+            raise ConfigError(f"{self.name} extends {self.base}'s one-order ranking, but the reranker already "
+                              f"scores {ranker.permutations} order(s) and refines its top {ranker.refine}; run with "
+                              "BOOKQA_RERANK_PERMUTATIONS=1 BOOKQA_RERANK_REFINE=0")
+
+    def run(self, ctx: QuestionContext) -> ConfigResult:
+        import numpy as np
+
+        from ..rerank.debias import ScorePass, apply_refine, candidate_orders, combine, refine_order, score_pass
+
+        base = ctx.results[self.base]
+        ids = ctx.prompt_ids
+        by_id = dict(zip(base["chunk_ids"], base["scores"]))
+        if len(ids) < 2 or set(by_id) != set(ids):
+            return ConfigResult(list(base["chunk_ids"]), list(base["scores"]), float(base["seconds"]),
+                                {"rerank": float(base["seconds"])}, {"base": self.base, "passes": 1, "refined": 0})
+        ranker, texts = self.make_ranker(), [ctx.book.chunks[i].text for i in ids]
+        # The stored scores are the input-order pass max-min normalised, which is all combine() reads of it.
+        passes = [ScorePass(order=list(range(len(ids))), raw=np.array([float(by_id[i]) for i in ids]), null=None,
+                            timings={})]
+        passes += [score_pass(ranker, ctx.question, texts, None, order, with_null=False)
+                   for order in candidate_orders(len(ids), self.orders)[1:]]
+        scores = combine(passes, calibrate=False)
+        parts = {"orders": sum(p.seconds(False) for p in passes[1:])}
+        refined, tokens = 0, passes[-1].prompt_tokens
+        if self.refine > 1:
+            shown = refine_order(scores, list(range(len(ids))), self.refine)
+            extra = score_pass(ranker, ctx.question, [texts[i] for i in shown], None, list(range(len(shown))),
+                               with_null=False)
+            scores = apply_refine(scores, shown, extra.totals(False))
+            parts["refine"], refined, tokens = extra.seconds(False), len(shown), extra.prompt_tokens
+        best = sorted(range(len(ids)), key=lambda i: (-float(scores[i]), i))  # ties: earlier in the prompt
+        seconds = float(base["seconds"]) + sum(parts.values())
+        return ConfigResult([ids[i] for i in best], [float(scores[i]) for i in best], seconds,
+                            {"rerank": seconds, **{f"rerank.{k}": v for k, v in parts.items() if v}},
+                            {"base": self.base, "passes": len(passes), "refine": self.refine or None,
+                             "refined": refined, "prompt_tokens": tokens})
 
 
 class FusedConfig(Config):
@@ -236,8 +303,9 @@ def parse_config_names(spec: Optional[str | Sequence[str]], trained: Optional[Pa
     unknown = [n for n in names if n not in ALL_CONFIGS]
     if unknown:
         raise ConfigError(f"unknown configuration(s) {', '.join(unknown)}; choose from {', '.join(ALL_CONFIGS)}")
-    if "qr_trained" in names and trained is None:
-        raise ConfigError("configuration qr_trained needs --trained DIR (a trained QRRanker checkpoint)")
+    needs_trained = [n for n in names if n in TRAINED_CONFIGS]
+    if needs_trained and trained is None:
+        raise ConfigError(f"configuration {needs_trained[0]} needs --trained DIR (a trained QRRanker checkpoint)")
     return list(dict.fromkeys(names))
 
 
@@ -254,6 +322,9 @@ def build_configs(names: Sequence[str], settings: Settings, trained: Optional[Pa
     plan = PassPlan()  # the QR configurations share forward passes
     if "qr_fused" in names and "qr" not in names:
         names.insert(names.index("qr_fused"), "qr")
+    extended = [n for n in names if n in TRAINED_CONFIGS[1:]]
+    if extended and "qr_trained" not in names:
+        names.insert(names.index(extended[0]), "qr_trained")
 
     def shipped():
         if "qr" in rerankers:
@@ -261,6 +332,13 @@ def build_configs(names: Sequence[str], settings: Settings, trained: Optional[Pa
         from ..pipeline import get_reranker
 
         return get_reranker(settings)
+
+    def trained_ranker():
+        if "qr_trained" in rerankers:
+            return rerankers["qr_trained"]
+        from ..pipeline import get_reranker  # cached per settings: both trained configurations share it
+
+        return get_reranker(settings.replace(reranker_model=str(trained), reranker_heads=""))
 
     def make(name: str) -> Config:
         if name in FIRST_STAGE:
@@ -271,13 +349,13 @@ def build_configs(names: Sequence[str], settings: Settings, trained: Optional[Pa
         if name == "qr_prefix":
             return RerankConfig("qr_prefix", lambda: rerankers.get("qr_prefix") or shipped(), prefix=True)
         if name == "qr_trained":
-            def trained_ranker():
-                if "qr_trained" in rerankers:
-                    return rerankers["qr_trained"]
-                from ..pipeline import get_reranker
-
-                return get_reranker(settings.replace(reranker_model=str(trained), reranker_heads=""))
             return RerankConfig("qr_trained", trained_ranker)
+        if name == "qr_trained_refine":
+            refine = settings.rerank_refine
+            return ExtendedConfig(name, "qr_trained", trained_ranker, refine=refine if refine > 1 else REFINE_DEFAULT)
+        if name == "qr_trained_perm":
+            orders = permutations or settings.rerank_permutations
+            return ExtendedConfig(name, "qr_trained", trained_ranker, orders=orders if orders > 1 else PERMUTATIONS_DEFAULT)
         if name == "pointwise":
             config = RerankConfig("pointwise", lambda: rerankers.get("pointwise") or get_pointwise(settings))
             config.order_sensitive = False  # one (question, passage) pair at a time
@@ -290,7 +368,7 @@ def build_configs(names: Sequence[str], settings: Settings, trained: Optional[Pa
 
     configs = [make(n) for n in names]
     rank = {"first": 0, "rerank": 1, "fused": 2}
-    kind = lambda c: "first" if isinstance(c, FirstStageConfig) else ("fused" if isinstance(c, FusedConfig) else "rerank")  # noqa: E731
+    kind = lambda c: "first" if isinstance(c, FirstStageConfig) else ("fused" if c.depends else "rerank")  # noqa: E731
     return sorted(configs, key=lambda c: rank[kind(c)])
 
 

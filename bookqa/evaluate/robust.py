@@ -30,7 +30,7 @@ import numpy as np
 
 from ..rerank.debias import (ScorePass, apply_refine, candidate_orders, combine, pass_timings, prior_for,
                              refine_order, score_pass)
-from .configs import Config, ConfigResult, QuestionContext
+from .configs import PERMUTATIONS_DEFAULT, REFINE_DEFAULT, Config, ConfigResult, QuestionContext
 
 # name -> (calibrate, position prior, permutation averaging)
 VARIANTS: dict[str, tuple[bool, bool, bool]] = {
@@ -42,8 +42,6 @@ VARIANTS: dict[str, tuple[bool, bool, bool]] = {
     "qr_cal_perm": (True, False, True),
     "qr_cal_pos_perm": (True, True, True),
 }
-EVAL_PERMUTATIONS = 3  # orders of the *_perm configurations when rerank_permutations is 0 (auto) or 1
-EVAL_REFINE = 5  # candidates qr_refine scores again when rerank_refine is -1 (auto) or 0 (off)
 
 
 @dataclass
@@ -58,7 +56,7 @@ class QRVariantConfig(Config):
     order_sensitive = True
 
     def __init__(self, name: str, make_ranker: Callable[[], Any], plan: PassPlan, calibrate: Optional[bool] = None,
-                 position: Optional[bool] = None, permute: Optional[bool] = None, permutations: int = EVAL_PERMUTATIONS,
+                 position: Optional[bool] = None, permute: Optional[bool] = None, permutations: int = PERMUTATIONS_DEFAULT,
                  refine: Optional[int] = None):
         """``calibrate`` / ``position`` / ``permute`` / ``refine`` None: follow the ranker's own settings."""
         self.name = name
@@ -154,8 +152,8 @@ def make_variant(name: str, make_ranker: Callable[[], Any], plan: PassPlan, perm
         return QRVariantConfig("qr", make_ranker, plan)
     if name in ("qr_refine", "qr_perm_refine"):
         return QRVariantConfig(name, make_ranker, plan, calibrate=False, position=False,
-                               permute=name == "qr_perm_refine", refine=refine if refine > 1 else EVAL_REFINE,
-                               permutations=permutations if permutations > 1 else EVAL_PERMUTATIONS)
+                               permute=name == "qr_perm_refine", refine=refine if refine > 1 else REFINE_DEFAULT,
+                               permutations=permutations if permutations > 1 else PERMUTATIONS_DEFAULT)
     calibrate, position, permute = VARIANTS[name]
     return QRVariantConfig(name, make_ranker, plan, calibrate=calibrate, position=position, permute=permute,
-                           permutations=permutations if permutations > 1 else EVAL_PERMUTATIONS)
+                           permutations=permutations if permutations > 1 else PERMUTATIONS_DEFAULT)

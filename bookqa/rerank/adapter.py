@@ -24,6 +24,7 @@ from typing import Any, Optional
 from ..errors import InputError, ModelError
 from ..fileio import read_json, write_json
 
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "adapters"  # bookqa/adapters/<name>/: inside the package
 ADAPTER_META = "adapter.json"
 ADAPTER_WEIGHTS = "adapter.safetensors"
 FORMAT = "bookqa-qr-lora"
@@ -44,12 +45,28 @@ class Adapter:
         return self.alpha / self.rank
 
 
-def find_adapter(name: str) -> Optional[Adapter]:
-    """The adapter in directory ``name``, or None when ``name`` is not an adapter directory."""
+def shipped_adapters() -> dict[str, Path]:
+    """The adapters that ship inside the package (``bookqa/adapters/<name>/``), by name: a model setting
+    such as ``reranker_model`` can name one like a registry model."""
+    if not SHIPPED_DIR.is_dir():
+        return {}
+    return {p.name: p for p in sorted(SHIPPED_DIR.iterdir()) if (p / ADAPTER_META).is_file()}
+
+
+def adapter_dir(name: str | Path) -> Optional[Path]:
+    """The directory of the adapter ``name`` names (a shipped adapter's name, or a directory holding
+    adapter.json), or None when it names none."""
+    shipped = shipped_adapters().get(str(name).strip().lower())
+    if shipped is not None:
+        return shipped
     path = Path(os.path.expanduser(str(name)))
-    if not (path / ADAPTER_META).is_file():
-        return None
-    return read_adapter(path)
+    return path if (path / ADAPTER_META).is_file() else None
+
+
+def find_adapter(name: str) -> Optional[Adapter]:
+    """The adapter ``name`` names (shipped name or directory), or None when it is not an adapter."""
+    path = adapter_dir(name)
+    return read_adapter(path) if path is not None else None
 
 
 def read_adapter(path: Path | str) -> Adapter:
