@@ -272,8 +272,13 @@ def test_cli_eval_resume_refuses_another_trained_checkpoint(tmp_path, monkeypatc
     argv = ["-q", "--home", str(tmp_path / "home"), "eval", "locomo", "--data", str(EVAL / "locomo" / "locomo_mini.json"),
             "--configs", "bm25", "--k", "5", "--out", str(out), "--no-answers", "--limit", "2"]
     assert main(argv + ["--trained", str(first)]) == 0
-    stored = json.loads((out / "locomo-run.json").read_text())["settings"]["trained"]
+    run = json.loads((out / "locomo-run.json").read_text())
+    stored = run["settings"]["trained"]
     assert stored["path"] == str(first.resolve()) and len(stored["sha256"]) == 64
+    assert run["settings"]["adapter"] == "none"  # what "qr" merged into the reranker (reranker_adapter)
+    del run["settings"]["adapter"]  # a run file from before the setting: its rows were made without one
+    (out / "locomo-run.json").write_text(json.dumps(run))
+    assert main(argv + ["--trained", str(first), "--resume"]) == 0
     assert main(argv + ["--trained", str(second), "--resume"]) == 2
     assert "other settings (trained.sha256:" in capsys.readouterr().err
     # a run that names no checkpoint keeps the stored one; the same checkpoint, moved, resumes

@@ -175,6 +175,24 @@ def test_a_shipped_adapter_is_named_like_a_model(setup, settings, tmp_path, monk
     np.testing.assert_array_equal(by_name.head_scores("who was the captain?", texts)[0],
                                   QRRanker(model=str(setup / "lora"), settings=settings).head_scores(
                                       "who was the captain?", texts)[0])
+    # reranker_adapter: "auto" merges the shipped adapter trained on the reranker model, with its heads
+    from bookqa.errors import ConfigError, NotFoundError
+    from bookqa.rerank.adapter import chosen_adapter
+
+    base = str(setup / "tiny")
+    auto = QRRanker(model=base, settings=settings.replace(reranker_adapter="auto"))
+    assert auto.describe()["adapter"] == "tiny-qr-lora" and auto.heads.source == by_name.heads.source
+    np.testing.assert_array_equal(auto.head_scores("who was the captain?", texts)[0],
+                                  by_name.head_scores("who was the captain?", texts)[0])
+    plain = QRRanker(model=base, heads=HEADS, settings=settings.replace(reranker_adapter="auto"))
+    assert plain.adapter is None  # heads given: an adapter belongs to the heads it was trained with
+    assert QRRanker(model=base, heads=HEADS, settings=settings).describe()["adapter"] is None  # default none
+    assert chosen_adapter(base, "tiny-qr-lora").path == shipped / "tiny-qr-lora"
+    assert chosen_adapter(str(tmp_path / "other-model"), "auto") is None
+    with pytest.raises(ConfigError, match="was trained on"):
+        chosen_adapter("qwen2.5-coder-0.5b", "tiny-qr-lora")
+    with pytest.raises(NotFoundError, match="known: tiny-qr-lora"):
+        chosen_adapter(base, "no-such-adapter")
     from bookqa.cli.eval import checkpoint_fingerprint
 
     # the copy without the resume state is the same checkpoint to `bookqa eval` (its rows stay resumable)

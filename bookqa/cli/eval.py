@@ -115,7 +115,8 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
             "selection": {"books": args.books, "per_book": args.per_book, "sample": args.sample, "seed": args.seed,
                           "limit": args.limit, "exclude_ids": [str(p) for p in args.exclude_ids or []],
                           "shuffle_check": args.shuffle_check},
-            "settings": {"reranker": settings.reranker_model, "heads": settings.reranker_heads or "shipped",
+            "settings": {"reranker": settings.reranker_model, "adapter": _adapter_name(settings),
+                         "heads": settings.reranker_heads or "shipped",
                          "embedder": settings.embed_model, "generator": f"{settings.generator}:{settings.generator_model}",
                          "chunk_tokens": settings.chunk_tokens, "summaries": settings.summaries,
                          "device": settings.device, "dtype": settings.dtype,
@@ -149,6 +150,16 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     md, _ = runner.report_paths
     print(f"results: {runner.results_path}\nreport: {md}")
     return 0
+
+
+def _adapter_name(settings: Settings) -> str:
+    """The trained adapter "qr" merges into the reranker in this run (reranker_adapter resolved), or none."""
+    from ..rerank.adapter import SHIPPED_DIR, chosen_adapter
+
+    adapter = chosen_adapter(settings.reranker_model, settings.reranker_adapter, bool(settings.reranker_heads))
+    if adapter is None:
+        return "none"
+    return adapter.path.name if adapter.path.parent == SHIPPED_DIR else str(adapter.path)
 
 
 def _orders(settings: Settings) -> int:
@@ -201,6 +212,7 @@ def _check_same_settings(run_file: Path, settings: dict) -> None:
     if not run_file.is_file():
         return
     stored = read_json(run_file).get("settings") or {}
+    stored.setdefault("adapter", "none")  # runs from before the setting used none
     if "trained" in stored and "trained" not in settings:
         settings["trained"] = stored["trained"]  # the caller writes these settings to the run file
     elif "trained" in stored:  # compared by content: the same checkpoint, moved, made the same rows

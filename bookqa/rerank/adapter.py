@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from ..errors import InputError, ModelError
+from ..errors import ConfigError, InputError, ModelError, NotFoundError
 from ..fileio import read_json, write_json
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "adapters"  # bookqa/adapters/<name>/: inside the package
@@ -67,6 +67,45 @@ def find_adapter(name: str) -> Optional[Adapter]:
     """The adapter ``name`` names (shipped name or directory), or None when it is not an adapter."""
     path = adapter_dir(name)
     return read_adapter(path) if path is not None else None
+
+
+def _canonical(model: str) -> str:
+    """One spelling per model: the registry name, an absolute path, or the hub id as given."""
+    from ..models import lookup
+
+    registered = lookup(model)
+    if registered is not None:
+        return registered.name
+    path = Path(os.path.expanduser(model))
+    return str(path.resolve()) if path.exists() else model.strip()
+
+
+def chosen_adapter(model_name: str, setting: str, heads_given: bool = False) -> Optional[Adapter]:
+    """The adapter to merge into ``model_name`` for the ``reranker_adapter`` setting: none; ``auto``, the
+    shipped adapter trained on this model (none when a heads file is given: an adapter belongs to the
+    heads it was trained with); or a shipped adapter's name / an adapter directory, which must have been
+    trained on ``model_name``."""
+    value = (setting or "none").strip()
+    if value.lower() in ("none", "off"):
+        return None
+    if value.lower() == "auto":
+        if heads_given:
+            return None
+        want = _canonical(model_name)
+        for path in shipped_adapters().values():
+            adapter = read_adapter(path)
+            if _canonical(adapter.base_model) == want:
+                return adapter
+        return None
+    adapter = find_adapter(value)
+    if adapter is None:
+        known = ", ".join(shipped_adapters()) or "none in this installation"
+        raise NotFoundError(f"reranker adapter {value!r}: neither a shipped adapter (known: {known}) nor a "
+                            f"directory holding {ADAPTER_META}")
+    if _canonical(adapter.base_model) != _canonical(model_name):
+        raise ConfigError(f"the adapter {adapter.path} was trained on {adapter.base_model}, not {model_name}; "
+                          f"set the reranker model to {adapter.base_model} (or to the adapter's directory)")
+    return adapter
 
 
 def read_adapter(path: Path | str) -> Adapter:

@@ -178,6 +178,7 @@ class QRRanker(Reranker):
         if isinstance(model, (tuple, list)):
             self.model, self.tokenizer = model
             self.model_name = getattr(self.model.config, "_name_or_path", "") or type(self.model).__name__
+            self.adapter = None  # a model passed in is used as it is
             self.heads = _as_headset(heads if heads is not None else (settings.reranker_heads or None),
                                      self.model_name, None)
             self.device = str(next(self.model.parameters()).device)
@@ -186,8 +187,14 @@ class QRRanker(Reranker):
 
             self.model_name = str(model)
             source, adapter = model_source(self.model_name, settings, progress)  # trained heads may be an adapter
+            if adapter is None:
+                from .adapter import chosen_adapter
+
+                adapter = chosen_adapter(self.model_name, settings.reranker_adapter,
+                                         heads_given=heads is not None or bool(settings.reranker_heads))
             self.heads = _as_headset(heads if heads is not None else (settings.reranker_heads or None),
                                      self.model_name, str(adapter.path) if adapter else source)
+            self.adapter = adapter
             dev = device if device != "auto" else settings.device
             self.device = resolve_device(dev)
             progress("loading reranker model", 0, 1)
@@ -323,7 +330,8 @@ class QRRanker(Reranker):
 
     def describe(self) -> dict[str, Any]:
         """What the results' ``info`` says about this ranker (shared with the order-robust path)."""
-        return {"reranker": self.name, "model": self.model_name, "heads": len(self.heads.heads),
+        return {"reranker": self.name, "model": self.model_name,
+                "adapter": self.adapter.path.name if self.adapter is not None else None, "heads": len(self.heads.heads),
                 "heads_source": self.heads.source, "calibrate": self.calibrate, "aggregate": self.aggregate,
                 "debias": self.debias, "permutations": self.permutations, "refine": self.refine,
                 "question_span": self.layout.question_span, "device": self.device, "dtype": self.dtype}
