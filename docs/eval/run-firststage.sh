@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export BOOKQA_RERANKER_ADAPTER=none  # the reranker these runs began with (no trained adapter merged into "qr")
 D=/work/shared/data
 BQ=".venv/bin/python -m bookqa -q"
 $BQ eval locomo --data $D/locomo/locomo10.json --books 2 --configs bm25,dense,hybrid --k 20 \

@@ -10,7 +10,7 @@ main() {  # the whole script is read before it runs, so editing it cannot distur
     export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
     # "qr" stays the plain one-order QR this run began with (its stored rows); the CPU default since
     # session 5 (one order + the top 5 refined, docs/order-robust-qr.md) is the configuration qr_refine.
-    export BOOKQA_RERANK_PERMUTATIONS=1 BOOKQA_RERANK_REFINE=0
+    export BOOKQA_RERANK_PERMUTATIONS=1 BOOKQA_RERANK_REFINE=0 BOOKQA_RERANKER_ADAPTER=none
     D=/work/shared/data
     BQ=".venv/bin/python -m bookqa"  # progress bars with ETA go to the log
     HEADS=bookqa/heads/qwen2.5-coder-0.5b.json
