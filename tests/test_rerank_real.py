@@ -9,6 +9,7 @@ from bookqa.rerank.synthetic import name_anchored_items
 pytestmark = pytest.mark.real_model
 
 N_ITEMS = 40
+ADAPTER = "qwen2.5-coder-0.5b-qr-lora"
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +17,7 @@ def ranker():
     from bookqa.rerank import QRRanker
     from bookqa.settings import Settings
 
-    return QRRanker("qwen2.5-coder-0.5b", settings=Settings.from_env())
+    return QRRanker("qwen2.5-coder-0.5b", settings=Settings.from_env().replace(reranker_adapter="none"))
 
 
 def test_shipped_heads_rank_the_named_passage_first(ranker):
@@ -28,4 +29,23 @@ def test_shipped_heads_rank_the_named_passage_first(ranker):
         assert 450 < res.info["prompt_tokens"] < 650  # ~540-token prompts
         assert res.info["layers_run"] == ranker.heads.deepest_layer + 1
         hits += res.results[0].index == item.answer
+    assert hits >= 0.95 * N_ITEMS, f"named passage first in {hits}/{N_ITEMS}"
+
+
+def test_the_shipped_adapter_loads_merges_and_ranks_the_named_passage_first(ranker):
+    """The trained LoRA adapter shipped in the package (bookqa/adapters/), merged into the same model:
+    it changes the scores, keeps its own 16 trained heads and passes the same check."""
+    import numpy as np
+
+    from bookqa.rerank import QRRanker
+    from bookqa.settings import Settings
+
+    trained = QRRanker("qwen2.5-coder-0.5b", settings=Settings.from_env().replace(reranker_adapter=ADAPTER))
+    assert trained.describe()["adapter"] == ADAPTER and trained.heads.source.endswith(f"{ADAPTER}/qr_heads.json")
+    assert trained.heads.heads == ranker.heads.heads  # trained from the shipped list
+    items = name_anchored_items(N_ITEMS)
+    first = items[0]
+    assert not np.allclose(trained.head_scores(first.question, first.passages)[0],
+                           ranker.head_scores(first.question, first.passages)[0], atol=1e-4)
+    hits = sum(trained.rank(item.question, item.passages).results[0].index == item.answer for item in items)
     assert hits >= 0.95 * N_ITEMS, f"named passage first in {hits}/{N_ITEMS}"

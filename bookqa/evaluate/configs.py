@@ -338,7 +338,7 @@ def build_configs(names: Sequence[str], settings: Settings, trained: Optional[Pa
             return rerankers["qr_trained"]
         from ..pipeline import get_reranker  # cached per settings: both trained configurations share it
 
-        return get_reranker(settings.replace(reranker_model=str(trained), reranker_heads=""))
+        return get_reranker(settings.replace(reranker_model=str(trained), reranker_heads="", reranker_adapter="none"))
 
     def make(name: str) -> Config:
         if name in FIRST_STAGE:
