@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         f"{', '.join(ALL_CONFIGS)}")
     p.add_argument("--k", dest="eval_k", type=int, metavar="K",
                    help="first-stage candidates per question, reranked by every reranker (default: top_k, 50)")
-    p.add_argument("--trained", type=Path, metavar="DIR", help="a trained QRRanker checkpoint or shipped adapter name (adds qr_trained)")
+    p.add_argument("--trained", type=Path, metavar="DIR",
+                   help="a trained QRRanker checkpoint or shipped adapter name (adds qr_trained)")
     p.add_argument("--fusion-weight", type=float, help="qr_fused: RRF weight of the first-stage order (QR's is 1)")
     p.add_argument("--answers", dest="answers", action="store_true", default=None,
                    help="generate and score answers (default for narrativeqa, locomo, quality, detectiveqa)")

@@ -355,7 +355,8 @@ def build_configs(names: Sequence[str], settings: Settings, trained: Optional[Pa
             return ExtendedConfig(name, "qr_trained", trained_ranker, refine=refine if refine > 1 else REFINE_DEFAULT)
         if name == "qr_trained_perm":
             orders = permutations or settings.rerank_permutations
-            return ExtendedConfig(name, "qr_trained", trained_ranker, orders=orders if orders > 1 else PERMUTATIONS_DEFAULT)
+            return ExtendedConfig(name, "qr_trained", trained_ranker,
+                                  orders=orders if orders > 1 else PERMUTATIONS_DEFAULT)
         if name == "pointwise":
             config = RerankConfig("pointwise", lambda: rerankers.get("pointwise") or get_pointwise(settings))
             config.order_sensitive = False  # one (question, passage) pair at a time

@@ -56,7 +56,8 @@ class QRVariantConfig(Config):
     order_sensitive = True
 
     def __init__(self, name: str, make_ranker: Callable[[], Any], plan: PassPlan, calibrate: Optional[bool] = None,
-                 position: Optional[bool] = None, permute: Optional[bool] = None, permutations: int = PERMUTATIONS_DEFAULT,
+                 position: Optional[bool] = None, permute: Optional[bool] = None,
+                 permutations: int = PERMUTATIONS_DEFAULT,
                  refine: Optional[int] = None):
         """``calibrate`` / ``position`` / ``permute`` / ``refine`` None: follow the ranker's own settings."""
         self.name = name
