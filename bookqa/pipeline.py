@@ -69,9 +69,9 @@ def get_reranker(settings: Settings, progress: Progress = no_progress):
     """The QRRanker for these settings, loaded once per process."""
     from .rerank import QRRanker
 
-    key = (settings.reranker_model, settings.reranker_heads, settings.reranker_adapter, settings.device, settings.dtype,
-           str(settings.models_dir), settings.rerank_calibrate, settings.rerank_debias, settings.rerank_permutations,
-           settings.rerank_refine)
+    key = (settings.reranker_model, settings.reranker_heads, settings.reranker_adapter, settings.device,
+           settings.dtype, str(settings.models_dir), settings.rerank_calibrate, settings.rerank_debias,
+           settings.rerank_permutations, settings.rerank_refine)
     with _cache_lock:
         ranker = _rerankers.get(key)
         if ranker is None:

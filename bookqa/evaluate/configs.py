@@ -196,7 +196,7 @@ class ExtendedConfig(Config):
     def run(self, ctx: QuestionContext) -> ConfigResult:
         import numpy as np
 
-        from ..rerank.debias import ScorePass, apply_refine, candidate_orders, combine, refine_order, score_pass
+        from ..rerank.debias import ScorePass, candidate_orders, combine, refine_top, score_pass
 
         base = ctx.results[self.base]
         ids = ctx.prompt_ids
@@ -214,11 +214,8 @@ class ExtendedConfig(Config):
         parts = {"orders": sum(p.seconds(False) for p in passes[1:])}
         refined, tokens = 0, passes[-1].prompt_tokens
         if self.refine > 1:
-            shown = refine_order(scores, list(range(len(ids))), self.refine)
-            extra = score_pass(ranker, ctx.question, [texts[i] for i in shown], None, list(range(len(shown))),
-                               with_null=False)
-            scores = apply_refine(scores, shown, extra.totals(False))
-            parts["refine"], refined, tokens = extra.seconds(False), len(shown), extra.prompt_tokens
+            scores, extra = refine_top(ranker, ctx.question, texts, None, scores, list(range(len(ids))), self.refine)
+            parts["refine"], refined, tokens = extra.seconds(False), len(extra.order), extra.prompt_tokens
         best = sorted(range(len(ids)), key=lambda i: (-float(scores[i]), i))  # ties: earlier in the prompt
         seconds = float(base["seconds"]) + sum(parts.values())
         return ConfigResult([ids[i] for i in best], [float(scores[i]) for i in best], seconds,

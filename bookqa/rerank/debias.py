@@ -328,6 +328,16 @@ def apply_refine(scores: Sequence[float], shown: Sequence[int], refined: Sequenc
     return out
 
 
+def refine_top(ranker, query: str, texts: Sequence[str], prefix: Optional[str], scores: Sequence[float],
+               input_order: Sequence[int], m: int, calibrate: bool = False,
+               prior: Optional[PositionPrior] = None) -> tuple[np.ndarray, ScorePass]:
+    """The refinement step: the top ``m`` by ``scores`` scored once more in a short prompt in reversed
+    order (refine_order) and merged (apply_refine). Returns the final scores and the short pass."""
+    shown = refine_order(scores, input_order, m)
+    extra = score_pass(ranker, query, [texts[i] for i in shown], prefix, list(range(len(shown))), with_null=calibrate)
+    return apply_refine(scores, shown, combine([extra], calibrate, prior)), extra
+
+
 def robust_rank(ranker, query: str, texts: Sequence[str], ids: Sequence[int], prefix: Optional[str],
                 per_head: bool = False):
     """QRRanker.rank with the ranker's position prior, permutation averaging and/or refinement of the top."""
@@ -344,15 +354,13 @@ def robust_rank(ranker, query: str, texts: Sequence[str], ids: Sequence[int], pr
     timings["combine"] = time.perf_counter() - t1
     refined = None
     if ranker.refine > 1 and len(texts) > 1:
-        shown = refine_order(scores, orders[0], ranker.refine)
-        extra = score_pass(ranker, query, [texts[i] for i in shown], prefix, list(range(len(shown))),
-                           with_null=ranker.calibrate)
-        scores = apply_refine(scores, shown, combine([extra], ranker.calibrate, prior))
+        scores, extra = refine_top(ranker, query, texts, prefix, scores, orders[0], ranker.refine,
+                                   ranker.calibrate, prior)
         timings["refine"] = extra.seconds(ranker.calibrate)
         for key in ("prompt", "forward", "calibrate"):
             if key in timings:
                 timings[key] += extra.timings.get(key, 0.0)
-        refined = len(shown)
+        refined = len(extra.order)
     timings["total"] = time.perf_counter() - t0
     per = None
     if per_head:

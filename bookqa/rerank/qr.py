@@ -331,7 +331,8 @@ class QRRanker(Reranker):
     def describe(self) -> dict[str, Any]:
         """What the results' ``info`` says about this ranker (shared with the order-robust path)."""
         return {"reranker": self.name, "model": self.model_name,
-                "adapter": self.adapter.path.name if self.adapter is not None else None, "heads": len(self.heads.heads),
+                "adapter": self.adapter.path.name if self.adapter is not None else None,
+                "heads": len(self.heads.heads),
                 "heads_source": self.heads.source, "calibrate": self.calibrate, "aggregate": self.aggregate,
                 "debias": self.debias, "permutations": self.permutations, "refine": self.refine,
                 "question_span": self.layout.question_span, "device": self.device, "dtype": self.dtype}
