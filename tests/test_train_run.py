@@ -195,7 +195,9 @@ def test_a_shipped_adapter_is_named_like_a_model(setup, settings, tmp_path, monk
         chosen_adapter(base, "no-such-adapter")
     from bookqa.cli.eval import checkpoint_fingerprint
 
-    # the copy without the resume state is the same checkpoint to `bookqa eval` (its rows stay resumable)
+    # the copy without the resume state, with a README, is the same checkpoint to `bookqa eval` (its rows
+    # stay resumable)
+    (shipped / "tiny-qr-lora" / "README.md").write_text("# tiny adapter\n", encoding="utf-8")
     assert checkpoint_fingerprint(shipped / "tiny-qr-lora")["sha256"] == checkpoint_fingerprint(setup / "lora")["sha256"]
 
 

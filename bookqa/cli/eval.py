@@ -189,12 +189,14 @@ def _changed(stored: dict, now: dict, prefix: str = "") -> list[str]:
 def checkpoint_fingerprint(directory: Path) -> dict:
     """What identifies a trained checkpoint (``--trained``) without reading its weights: the sha-256 of
     every top-level file's name and size plus the content of its small files (adapter.json, config.json,
-    qr_heads.json, the training report, which differs between any two runs)."""
+    qr_heads.json, the training report, which differs between any two runs). Markdown files are left out:
+    a README added beside a shipped copy does not change what the checkpoint ranks."""
     import hashlib
 
     directory = Path(directory)
     digest = hashlib.sha256()
-    files = sorted(p for p in directory.iterdir() if p.is_file()) if directory.is_dir() else []
+    files = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() != ".md") \
+        if directory.is_dir() else []
     for path in files:
         size = path.stat().st_size
         digest.update(f"{path.name}\0{size}\0".encode())
