@@ -32,7 +32,9 @@ class Settings:
     # --- models (registry name, Hugging Face id, local directory or .gguf path) ---
     reranker_model: str = "qwen2.5-coder-0.5b"  # QR reranker (causal LM): registry name, hub id, directory or .gguf
     reranker_heads: str = ""  # heads file; empty = the one shipped for reranker_model
-    reranker_adapter: str = "none"  # trained QR heads (LoRA adapter) merged into reranker_model: none | auto (the one shipped for that model, unless a heads file is set) | a shipped adapter's name | an adapter directory
+    # auto: the embedded reranker gets its shipped adapter (ranked better than the plain heads on LoCoMo and
+    # NarrativeQA, docs/order-robust-qr.md); a model without one, or a heads file, is used as it is.
+    reranker_adapter: str = "auto"  # trained QR heads (LoRA adapter) merged into reranker_model: auto (the one shipped for that model, unless a heads file is set) | none | a shipped adapter's name | an adapter directory
     # QR reranker scoring (bookqa/rerank/qr.py): which prompt tokens are the query rows (question = the
     # question text only; query = late instruction + question + chat suffix, as QRHead; auto = what the
     # heads file was detected with, else question), whether to subtract the "N/A" null-query attention,

@@ -275,9 +275,14 @@ def test_cli_eval_resume_refuses_another_trained_checkpoint(tmp_path, monkeypatc
     run = json.loads((out / "locomo-run.json").read_text())
     stored = run["settings"]["trained"]
     assert stored["path"] == str(first.resolve()) and len(stored["sha256"]) == 64
-    assert run["settings"]["adapter"] == "none"  # what "qr" merged into the reranker (reranker_adapter)
-    del run["settings"]["adapter"]  # a run file from before the setting: its rows were made without one
+    # what "qr" merges into the reranker (reranker_adapter resolved): by default the embedded model's adapter
+    assert run["settings"]["adapter"] == "qwen2.5-coder-0.5b-qr-lora"
+    del run["settings"]["adapter"]  # a run file from before the setting: its rows were made without one,
     (out / "locomo-run.json").write_text(json.dumps(run))
+    capsys.readouterr()
+    assert main(argv + ["--trained", str(first), "--resume"]) == 2  # so the default would mix two rerankers
+    assert "adapter: 'none' -> 'qwen2.5-coder-0.5b-qr-lora'" in capsys.readouterr().err
+    monkeypatch.setenv("BOOKQA_RERANKER_ADAPTER", "none")  # as the committed runs' scripts pin it
     assert main(argv + ["--trained", str(first), "--resume"]) == 0
     assert main(argv + ["--trained", str(second), "--resume"]) == 2
     assert "other settings (trained.sha256:" in capsys.readouterr().err

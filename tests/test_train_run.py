@@ -201,6 +201,21 @@ def test_a_shipped_adapter_is_named_like_a_model(setup, settings, tmp_path, monk
     assert checkpoint_fingerprint(shipped / "tiny-qr-lora")["sha256"] == checkpoint_fingerprint(setup / "lora")["sha256"]
 
 
+def test_the_embedded_reranker_gets_its_shipped_adapter_by_default():
+    """reranker_adapter defaults to auto: the embedded model is ranked with the adapter in the package (its
+    heads with it); a heads file, or a model without a shipped adapter, keeps the weights as they are."""
+    from bookqa.rerank.adapter import SHIPPED_DIR, chosen_adapter
+    from bookqa.settings import Settings
+
+    setting = Settings().reranker_adapter
+    assert setting == "auto"
+    adapter = chosen_adapter("qwen2.5-coder-0.5b", setting)
+    assert adapter is not None and adapter.path == SHIPPED_DIR / "qwen2.5-coder-0.5b-qr-lora"
+    assert (adapter.path / HEADS_FILE).is_file()
+    assert chosen_adapter("qwen2.5-coder-0.5b", setting, heads_given=True) is None
+    assert chosen_adapter("Qwen/Qwen3-4B-Instruct-2507", setting) is None
+
+
 def test_adapter_errors_are_clear(setup, settings, tmp_path):
     import json as _json
 
