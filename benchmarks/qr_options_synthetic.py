@@ -38,7 +38,8 @@ def main() -> None:
     settings = Settings.from_env()
     base = QRRanker(settings.reranker_model, settings=settings)
     items = name_anchored_items(args.items)
-    print(f"{settings.reranker_model}, {len(base.heads.heads)} heads, {base.device}, {torch.get_num_threads()} "
+    print(f"{settings.reranker_model}, adapter {base.describe()['adapter'] or 'none'} (reranker_adapter), "
+          f"{len(base.heads.heads)} heads, {base.device}, {torch.get_num_threads()} "
           f"torch threads; named passage first in the prompt in {sum(it.answer == 0 for it in items)} of {len(items)}")
     print("| option | named passage first | top-1 at prompt position 1 | seconds |\n|---|---|---|---|")
     for name in args.options.split(","):
