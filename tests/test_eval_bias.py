@@ -240,39 +240,47 @@ def test_books_range_and_cli_flags(tmp_path, monkeypatch):
 
 def test_trained_refine_and_perm_extend_the_stored_trained_ranking_like_the_ranker_itself(esettings, tmp_path):
     """qr_trained_refine / qr_trained_perm read qr_trained's stored ranking and add only the short prompt /
-    the reversed prompt; their rankings equal what QRRanker(refine=2) / QRRanker(permutations=2) compute in
-    one call, in the original and the shuffled order."""
+    the reversed prompt, qr_trained_perm_refine reads qr_trained_perm's and adds the short prompt; their
+    rankings equal what QRRanker(refine=2) / QRRanker(permutations=2) / QRRanker(permutations=2, refine=2)
+    compute in one call, in the original and the shuffled order."""
     from bookqa.errors import ConfigError
 
     data = load_dataset("musique", EVAL / "musique" / "musique_mini.jsonl")
     trained, calls = _counting_ranker(esettings)  # one order, no refinement: what qr_trained runs
     like = {name: QRRanker(model=(trained.model, trained.tokenizer), heads=trained.heads, settings=esettings,
                            permutations=orders, refine=refine)
-            for name, orders, refine in (("qr_trained_refine", 1, 2), ("qr_trained_perm", 2, 0))}
-    runner = _runner(data, ["hybrid", "qr_trained_refine", "qr_trained_perm"],
+            for name, orders, refine in (("qr_trained_refine", 1, 2), ("qr_trained_perm", 2, 0),
+                                         ("qr_trained_perm_refine", 2, 2))}
+    # named before what it reads: the runner still runs qr_trained, then qr_trained_perm, then the rest
+    runner = _runner(data, ["hybrid", "qr_trained_perm_refine", "qr_trained_refine", "qr_trained_perm"],
                      esettings.replace(rerank_refine=2, rerank_permutations=2), tmp_path / "out",
                      rerankers={"qr_trained": trained}, k=4, shuffle_check=True)
     rows = runner.run()
-    assert [c.name for c in runner.configs] == ["hybrid", "qr_trained", "qr_trained_refine", "qr_trained_perm"]
+    assert [c.name for c in runner.configs] == ["hybrid", "qr_trained", "qr_trained_refine", "qr_trained_perm",
+                                                "qr_trained_perm_refine"]
     multi = [r for r in rows.values() if len(r["candidates"]["items"]) > 1]
     assert multi
-    # per question and order: the full prompt (qr_trained), the short one of two candidates (refine) and
-    # the reversed full prompt (perm) — the stored pass is not run again
-    assert sorted(calls) == sorted([len(r["candidates"]["items"]) for r in multi] * 4 + [2] * 2 * len(multi))
+    # per question and order: the full prompt (qr_trained), the short one of two candidates (refine), the
+    # reversed full prompt (perm) and a short one after perm — no stored pass is run again
+    assert sorted(calls) == sorted([len(r["candidates"]["items"]) for r in multi] * 4 + [2] * 4 * len(multi))
     for r in multi:
         book = runner.preparer.prepare(next(d for d in data.documents if d.id == r["doc_id"])).book
         for where in (r["configs"], r["shuffled"]["configs"]):
             order = (r["shuffled"]["order"] if where is r["shuffled"]["configs"]
                      else [c["chunk_id"] for c in r["candidates"]["items"]])
-            for name, part in (("qr_trained_refine", "rerank.refine"), ("qr_trained_perm", "rerank.orders")):
+            for name, base, part in (("qr_trained_refine", "qr_trained", "rerank.refine"),
+                                     ("qr_trained_perm", "qr_trained", "rerank.orders"),
+                                     ("qr_trained_perm_refine", "qr_trained_perm", "rerank.refine")):
                 expected = like[name].rank(r["question"], [book.chunks[i] for i in order])
                 got = where[name]
                 assert got["chunk_ids"] == expected.chunk_ids
                 assert got["scores"] == pytest.approx([x.score for x in expected.results], abs=1e-5)
-                assert got["info"]["base"] == "qr_trained"
-                assert got["seconds"] == pytest.approx(where["qr_trained"]["seconds"] + got["timings"][part], abs=2e-3)
+                assert got["info"]["base"] == base
+                assert got["seconds"] == pytest.approx(where[base]["seconds"] + got["timings"][part], abs=2e-3)
             assert where["qr_trained_refine"]["info"]["refined"] == 2
             assert where["qr_trained_perm"]["info"]["passes"] == 2
+            assert where["qr_trained_perm_refine"]["info"]["passes"] == 2
+            assert where["qr_trained_perm_refine"]["info"]["refined"] == 2
     # a reranker that already refines (or scores two orders) would refine twice: refused before the first question
     with pytest.raises(ConfigError, match="BOOKQA_RERANK_REFINE=0"):
         _runner(data, ["hybrid", "qr_trained_refine"], esettings, tmp_path / "other",

@@ -14,6 +14,7 @@
 ``qr_trained_refine``,               ``qr_trained``'s stored ranking, then its top M again in a short reversed
 ``qr_trained_perm``                  prompt / averaged with more orders (reversed, ...) of the same checkpoint;
                                      the stored pass is reused
+``qr_trained_perm_refine``           ``qr_trained_perm``'s stored ranking, then its top M again (both options)
 ``rankgpt``                          the generator writes the order of a sliding window of candidates
                                      (RankGPT style; not in the default set: it generates)
 ``likert``                           the generator scores groups of candidates 0–10 in JSON (GroupRank
@@ -41,7 +42,7 @@ DEFAULT_CONFIGS = ("bm25", "dense", "hybrid", "qr", "qr_prefix", "qr_fused", "po
 # issue 11: order-robust QR options (evaluate/robust.py), not in the default set
 QR_VARIANTS = ("qr_cal", "qr_pos", "qr_perm", "qr_cal_pos", "qr_pos_perm", "qr_cal_perm", "qr_cal_pos_perm",
                "qr_refine", "qr_perm_refine")
-TRAINED_CONFIGS = ("qr_trained", "qr_trained_refine", "qr_trained_perm")  # need --trained DIR
+TRAINED_CONFIGS = ("qr_trained", "qr_trained_refine", "qr_trained_perm", "qr_trained_perm_refine")  # need --trained DIR
 ALL_CONFIGS = ALL_CONFIGS + QR_VARIANTS + TRAINED_CONFIGS[1:]
 CANDIDATES_METHOD = "hybrid"
 # What the *_perm / *_refine configurations run when the settings leave it to the machine (0 / -1) or turn
@@ -173,7 +174,9 @@ class ExtendedConfig(Config):
     """A stored one-order QR ranking (``base``) taken further the way QRRanker's options would: scored
     under ``orders`` orders in all (the stored one is the input order; the others — reversed, interleaved —
     are computed) and averaged, then the top ``refine`` scored again in a short reversed prompt
-    (rerank/debias.py). The stored pass is not run twice; the seconds are the base's plus the new prompts'."""
+    (rerank/debias.py). The stored pass is not run twice; the seconds are the base's plus the new prompts'.
+    A base that is itself averaged over orders (``qr_trained_perm``) can only be refined (``orders=1``):
+    refinement reads nothing of the first ranking but its scores, so that equals QRRanker with both options."""
 
     needs_candidates = True
     order_sensitive = True
@@ -213,6 +216,7 @@ class ExtendedConfig(Config):
         scores = combine(passes, calibrate=False)
         parts = {"orders": sum(p.seconds(False) for p in passes[1:])}
         refined, tokens = 0, passes[-1].prompt_tokens
+        orders = int((base.get("info") or {}).get("passes") or 1) + len(passes) - 1
         if self.refine > 1:
             scores, extra = refine_top(ranker, ctx.question, texts, None, scores, list(range(len(ids))), self.refine)
             parts["refine"], refined, tokens = extra.seconds(False), len(extra.order), extra.prompt_tokens
@@ -220,7 +224,7 @@ class ExtendedConfig(Config):
         seconds = float(base["seconds"]) + sum(parts.values())
         return ConfigResult([ids[i] for i in best], [float(scores[i]) for i in best], seconds,
                             {"rerank": seconds, **{f"rerank.{k}": v for k, v in parts.items() if v}},
-                            {"base": self.base, "passes": len(passes), "refine": self.refine or None,
+                            {"base": self.base, "passes": orders, "refine": self.refine or None,
                              "refined": refined, "prompt_tokens": tokens})
 
 
@@ -319,9 +323,10 @@ def build_configs(names: Sequence[str], settings: Settings, trained: Optional[Pa
     plan = PassPlan()  # the QR configurations share forward passes
     if "qr_fused" in names and "qr" not in names:
         names.insert(names.index("qr_fused"), "qr")
-    extended = [n for n in names if n in TRAINED_CONFIGS[1:]]
-    if extended and "qr_trained" not in names:
-        names.insert(names.index(extended[0]), "qr_trained")
+    for name, base in (("qr_trained_perm_refine", "qr_trained_perm"), ("qr_trained_perm", "qr_trained"),
+                       ("qr_trained_refine", "qr_trained")):  # an extension brings in what it extends
+        if name in names and base not in names:
+            names.insert(names.index(name), base)
 
     def shipped():
         if "qr" in rerankers:
@@ -354,6 +359,9 @@ def build_configs(names: Sequence[str], settings: Settings, trained: Optional[Pa
             orders = permutations or settings.rerank_permutations
             return ExtendedConfig(name, "qr_trained", trained_ranker,
                                   orders=orders if orders > 1 else PERMUTATIONS_DEFAULT)
+        if name == "qr_trained_perm_refine":
+            refine = settings.rerank_refine
+            return ExtendedConfig(name, "qr_trained_perm", trained_ranker, refine=refine if refine > 1 else REFINE_DEFAULT)
         if name == "pointwise":
             config = RerankConfig("pointwise", lambda: rerankers.get("pointwise") or get_pointwise(settings))
             config.order_sensitive = False  # one (question, passage) pair at a time
@@ -367,7 +375,9 @@ def build_configs(names: Sequence[str], settings: Settings, trained: Optional[Pa
     configs = [make(n) for n in names]
     rank = {"first": 0, "rerank": 1, "fused": 2}
     kind = lambda c: "first" if isinstance(c, FirstStageConfig) else ("fused" if c.depends else "rerank")  # noqa: E731
-    return sorted(configs, key=lambda c: rank[kind(c)])
+    by_name = {c.name: c for c in configs}
+    depth = lambda c: 1 + max((depth(by_name[d]) for d in c.depends if d in by_name), default=0)  # noqa: E731
+    return sorted(configs, key=lambda c: (rank[kind(c)], depth(c)))  # a configuration after those it reads
 
 
 def closure(name: str, configs: Sequence[Config]) -> set[str]:
