@@ -91,8 +91,8 @@ class Settings:
     genrank_passage_tokens: int = 256  # rankgpt/likert: tokens kept of each passage (fewer if a call would overflow generator_n_ctx)
     # --- order-robust QR scores (rerank/debias.py; the prior comes from `bookqa heads prior`) ---
     rerank_debias: str = "none"  # none | position: correct each candidate's normalised score by its prompt position's prior
-    rerank_permutations: int = 0  # candidate orders scored and averaged: 0 auto (2 on a GPU, 1 on CPU: docs/order-robust-qr.md), 1 input, 2 + reversed, 3 + interleaved, more + shuffles
-    rerank_refine: int = -1  # QR: score the top N of the first ranking again in a short prompt in reversed order and average: -1 auto (5 when one order is scored, i.e. on CPU; off with two or more), 0 off (docs/order-robust-qr.md)
+    rerank_permutations: int = 0  # candidate orders scored and averaged: 0 auto (2 on a GPU with untrained heads; 1 on CPU or with trained heads: docs/order-robust-qr.md), 1 input, 2 + reversed, 3 + interleaved, more + shuffles
+    rerank_refine: int = -1  # QR: score the top N of the first ranking again in a short prompt in reversed order and average: -1 auto (5 when one order is scored, i.e. on CPU or with trained heads; off with two or more), 0 off (docs/order-robust-qr.md)
     # --- QR training (bookqa train; bookqa/train/) ---
     train_scope: str = "full"  # full (embeddings + every layer up to the deepest QR layer) | qr-layers | lora
     train_steps: int = 100  # optimiser steps

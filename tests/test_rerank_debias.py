@@ -274,12 +274,35 @@ def test_permutations_zero_picks_the_orders_by_device(settings):
 
     assert [resolve_permutations(0, d) for d in ("cpu", "cuda", "cuda:1", "mps")] == [1, 2, 2, 2]
     assert resolve_permutations(3, "cpu") == 3 and resolve_permutations(1, "cuda") == 1
+    # trained heads: one order (refined) on every device; an explicit number is kept
+    assert [resolve_permutations(0, d, trained=True) for d in ("cpu", "cuda", "mps")] == [1, 1, 1]
+    assert resolve_permutations(2, "cuda", trained=True) == 2
     assert Settings().rerank_permutations == 0  # the default is the device's choice
     ranker = _ranker(settings.replace(rerank_permutations=0))  # the tiny model runs on CPU: one order
     assert ranker.permutations == 1 and ranker.rank(QUESTION, CANDIDATES).info["permutations"] == 1
     assert _ranker(settings, permutations=0).permutations == 1
     with pytest.raises(ConfigError, match="0 \\(auto\\)"):
         settings.replace(rerank_permutations=-1)
+
+
+def test_auto_orders_follow_whether_the_heads_were_trained(settings, monkeypatch):
+    """QRRanker asks resolve_permutations with its heads' training record: a head file written by `bookqa
+    train` (detection.trained) gets one order and the top refined where untrained heads get two (a GPU's
+    choice, forced here on CPU)."""
+    import bookqa.rerank.debias as debias
+
+    from bookqa.rerank.debias import trained_heads
+
+    monkeypatch.setitem(debias.AUTO_PERMUTATIONS, "cpu", 2)  # as on an accelerator
+    trained = HeadSet(heads=list(HEADS), detection={"method": "bookqa train", "trained": {"scope": "lora"}})
+    assert trained_heads(trained) and not trained_heads(HeadSet(heads=list(HEADS)))
+    auto = settings.replace(rerank_permutations=0, rerank_refine=-1)
+    plain = _ranker(auto, refine=None)
+    assert (plain.permutations, plain.refine) == (2, 0)
+    own = _ranker(auto, heads=trained, refine=None)
+    assert (own.permutations, own.refine) == (1, 5)
+    res = own.rank(QUESTION, CANDIDATES)
+    assert res.info["permutations"] == 1 and res.info["refined"] == len(CANDIDATES)
 
 
 def test_refine_auto_refines_the_top_five_only_with_one_order(settings):

@@ -216,6 +216,24 @@ def test_the_embedded_reranker_gets_its_shipped_adapter_by_default():
     assert chosen_adapter("Qwen/Qwen3-4B-Instruct-2507", setting) is None
 
 
+def test_the_shipped_adapter_ranks_in_one_order_with_refinement_on_every_device(monkeypatch):
+    """Its heads record their training, so rerank_permutations=0 gives one order (then the top 5 refined) on
+    a GPU too, and `bookqa eval` writes that into its run file; the plain heads keep two orders there."""
+    import bookqa.models as models
+
+    from bookqa.cli.eval import _orders
+    from bookqa.rerank.adapter import SHIPPED_DIR
+    from bookqa.rerank.debias import trained_heads
+    from bookqa.rerank.heads import load_heads
+    from bookqa.settings import Settings
+
+    assert trained_heads(load_heads(SHIPPED_DIR / "qwen2.5-coder-0.5b-qr-lora" / HEADS_FILE))
+    monkeypatch.setattr(models, "resolve_device", lambda device: "cuda:0")
+    assert _orders(Settings()) == 1
+    assert _orders(Settings(reranker_adapter="none")) == 2
+    assert _orders(Settings(rerank_permutations=3)) == 3
+
+
 def test_adapter_errors_are_clear(setup, settings, tmp_path):
     import json as _json
 

@@ -164,11 +164,24 @@ def _adapter_name(settings: Settings) -> str:
 
 
 def _orders(settings: Settings) -> int:
-    """The candidate orders "qr" scores on this machine (rerank_permutations 0 = auto, by device)."""
+    """The candidate orders "qr" scores on this machine (rerank_permutations 0 = auto: by device, and by
+    whether its heads were trained — found here as QRRanker finds them, without loading the model)."""
+    from ..errors import BookQAError
     from ..models import resolve_device
-    from ..rerank.debias import resolve_permutations
+    from ..rerank.adapter import chosen_adapter
+    from ..rerank.debias import resolve_permutations, trained_heads
+    from ..rerank.heads import resolve_heads
 
-    return resolve_permutations(settings.rerank_permutations, resolve_device(settings.device))
+    trained = False
+    if settings.rerank_permutations == 0:
+        adapter = chosen_adapter(settings.reranker_model, settings.reranker_adapter, bool(settings.reranker_heads))
+        try:
+            heads = resolve_heads(settings.reranker_model, settings.reranker_heads or None,
+                                  model_dir=str(adapter.path) if adapter else None)
+            trained = trained_heads(heads)
+        except BookQAError:  # no heads known: QRRanker itself will say so
+            pass
+    return resolve_permutations(settings.rerank_permutations, resolve_device(settings.device), trained)
 
 
 def _changed(stored: dict, now: dict, prefix: str = "") -> list[str]:

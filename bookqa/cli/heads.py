@@ -67,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--aggregate", choices=("sum", "max"))
     e.add_argument("--debias", choices=("none", "position"), help="position: correct by the heads file's "
                    "position prior (`bookqa heads prior`)")
-    e.add_argument("--permutations", type=int, help="candidate orders scored and averaged (default: rerank_permutations; 0 = auto, 2 on a GPU, 1 on CPU)")
+    e.add_argument("--permutations", type=int, help="candidate orders scored and averaged (default: rerank_permutations; 0 = auto: 2 on a GPU with untrained heads, else 1)")
     e.add_argument("--refine", type=int, help="re-score the top N in a short reversed prompt (default: rerank_refine; -1 = auto, 5 with one order, 0 = off)")
     e.add_argument("--json", help="also write the numbers to this JSON file")
     e.set_defaults(handler=cmd_eval)

@@ -15,7 +15,7 @@ that prefix is reused and only the null suffix is run a second time.
 Order-robust options (debias.py): ``debias="position"`` corrects each candidate's normalised score by
 the prior its prompt position gets on its own (estimated with ``bookqa heads prior``, stored in the
 heads file), ``permutations=N`` scores the candidates under N orders and averages (0, the default: two
-orders on a GPU, one on CPU), ``refine=M`` scores the top M once more in a short reversed prompt (-1,
+orders on a GPU for untrained heads, else one), ``refine=M`` scores the top M once more in a short reversed prompt (-1,
 the default: 5 when one order is scored, else off).
 
 Scores are listwise: they are comparable only within one call (all candidates share one softmax).
@@ -213,9 +213,10 @@ class QRRanker(Reranker):
                              f"{self.heads.deepest_layer}")
         self.max_positions = int(getattr(cfg, "max_position_embeddings", 0) or 0)
         self._lock = threading.Lock()
-        from .debias import check_options, prior_for, resolve_permutations, resolve_refine
+        from .debias import check_options, prior_for, resolve_permutations, resolve_refine, trained_heads
 
-        self.permutations = resolve_permutations(orders, self.device)  # auto needs the device
+        # auto needs the device, and whether the heads were trained
+        self.permutations = resolve_permutations(orders, self.device, trained_heads(self.heads))
         self.refine = resolve_refine(refine, self.permutations)
         check_options(self.debias, self.permutations, self.refine)
         # The prior must have been estimated with this scoring (calibration, aggregation, span).
