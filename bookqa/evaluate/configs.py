@@ -361,7 +361,8 @@ def build_configs(names: Sequence[str], settings: Settings, trained: Optional[Pa
                                   orders=orders if orders > 1 else PERMUTATIONS_DEFAULT)
         if name == "qr_trained_perm_refine":
             refine = settings.rerank_refine
-            return ExtendedConfig(name, "qr_trained_perm", trained_ranker, refine=refine if refine > 1 else REFINE_DEFAULT)
+            return ExtendedConfig(name, "qr_trained_perm", trained_ranker,
+                                  refine=refine if refine > 1 else REFINE_DEFAULT)
         if name == "pointwise":
             config = RerankConfig("pointwise", lambda: rerankers.get("pointwise") or get_pointwise(settings))
             config.order_sensitive = False  # one (question, passage) pair at a time

@@ -41,11 +41,11 @@ DEBIAS = ("none", "position")
 PRIOR_MODES = ("subtract", "divide")
 DIVIDE_FLOOR = 0.05  # "divide" never divides by less: a position whose prior is ~0 would blow scores up
 MAX_PERMUTATIONS = 32
-# rerank_permutations=0: two orders (input + reversed) where a second prefill is cheap, one on CPU (untrained
-# heads; trained ones below). Measured
-# on 99 LoCoMo questions (docs/order-robust-qr.md): the second order lifts R@1 by 7.9 points (paired
-# interval +3.2..+13.3, 10 questions won, none lost) and leaves R@3 unchanged, at 1.8-2x the time; on this
-# project's 2-core CPU that is ~40 s more per question, on a GPU a fraction of a second.
+# rerank_permutations=0, untrained heads (trained ones below): two orders (input + reversed) where a second
+# prefill is cheap, one on CPU. Measured on 99 LoCoMo questions (docs/order-robust-qr.md): the second order
+# lifts R@1 by 7.9 points (paired interval +3.2..+13.3, 10 questions won, none lost) and leaves R@3
+# unchanged, at 1.8-2x the time; on this project's 2-core CPU that is ~40 s more per question, on a GPU a
+# fraction of a second.
 AUTO_PERMUTATIONS = {"cpu": 1, "accelerator": 2}
 # Heads that `bookqa train` fine-tuned (the shipped adapter, a trained checkpoint) get one order + refinement
 # on every device: measured on the same 99 LoCoMo and 52 NarrativeQA questions, the second order adds nothing

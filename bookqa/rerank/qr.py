@@ -15,8 +15,8 @@ that prefix is reused and only the null suffix is run a second time.
 Order-robust options (debias.py): ``debias="position"`` corrects each candidate's normalised score by
 the prior its prompt position gets on its own (estimated with ``bookqa heads prior``, stored in the
 heads file), ``permutations=N`` scores the candidates under N orders and averages (0, the default: two
-orders on a GPU for untrained heads, else one), ``refine=M`` scores the top M once more in a short reversed prompt (-1,
-the default: 5 when one order is scored, else off).
+orders on a GPU for untrained heads, else one), ``refine=M`` scores the top M once more in a short
+reversed prompt (-1, the default: 5 when one order is scored, else off).
 
 Scores are listwise: they are comparable only within one call (all candidates share one softmax).
 """
