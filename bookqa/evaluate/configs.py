@@ -43,6 +43,9 @@ DEFAULT_CONFIGS = ("bm25", "dense", "hybrid", "qr", "qr_prefix", "qr_fused", "po
 QR_VARIANTS = ("qr_cal", "qr_pos", "qr_perm", "qr_cal_pos", "qr_pos_perm", "qr_cal_perm", "qr_cal_pos_perm",
                "qr_refine", "qr_perm_refine")
 TRAINED_CONFIGS = ("qr_trained", "qr_trained_refine", "qr_trained_perm", "qr_trained_perm_refine")  # need --trained DIR
+# The extensions of a stored trained ranking (ExtendedConfig): the configuration each reads, and what it adds.
+TRAINED_EXTENSIONS = {"qr_trained_refine": ("qr_trained", "refine"), "qr_trained_perm": ("qr_trained", "orders"),
+                      "qr_trained_perm_refine": ("qr_trained_perm", "refine")}
 ALL_CONFIGS = ALL_CONFIGS + QR_VARIANTS + TRAINED_CONFIGS[1:]
 CANDIDATES_METHOD = "hybrid"
 # What the *_perm / *_refine configurations run when the settings leave it to the machine (0 / -1) or turn
@@ -323,8 +326,8 @@ def build_configs(names: Sequence[str], settings: Settings, trained: Optional[Pa
     plan = PassPlan()  # the QR configurations share forward passes
     if "qr_fused" in names and "qr" not in names:
         names.insert(names.index("qr_fused"), "qr")
-    for name, base in (("qr_trained_perm_refine", "qr_trained_perm"), ("qr_trained_perm", "qr_trained"),
-                       ("qr_trained_refine", "qr_trained")):  # an extension brings in what it extends
+    for name in reversed(TRAINED_CONFIGS[1:]):  # an extension brings in what it extends (perm_refine: perm first)
+        base = TRAINED_EXTENSIONS[name][0]
         if name in names and base not in names:
             names.insert(names.index(name), base)
 
@@ -352,17 +355,13 @@ def build_configs(names: Sequence[str], settings: Settings, trained: Optional[Pa
             return RerankConfig("qr_prefix", lambda: rerankers.get("qr_prefix") or shipped(), prefix=True)
         if name == "qr_trained":
             return RerankConfig("qr_trained", trained_ranker)
-        if name == "qr_trained_refine":
+        if name in TRAINED_EXTENSIONS:
+            base, adds = TRAINED_EXTENSIONS[name]
+            if adds == "orders":
+                orders = permutations or settings.rerank_permutations
+                return ExtendedConfig(name, base, trained_ranker, orders=orders if orders > 1 else PERMUTATIONS_DEFAULT)
             refine = settings.rerank_refine
-            return ExtendedConfig(name, "qr_trained", trained_ranker, refine=refine if refine > 1 else REFINE_DEFAULT)
-        if name == "qr_trained_perm":
-            orders = permutations or settings.rerank_permutations
-            return ExtendedConfig(name, "qr_trained", trained_ranker,
-                                  orders=orders if orders > 1 else PERMUTATIONS_DEFAULT)
-        if name == "qr_trained_perm_refine":
-            refine = settings.rerank_refine
-            return ExtendedConfig(name, "qr_trained_perm", trained_ranker,
-                                  refine=refine if refine > 1 else REFINE_DEFAULT)
+            return ExtendedConfig(name, base, trained_ranker, refine=refine if refine > 1 else REFINE_DEFAULT)
         if name == "pointwise":
             config = RerankConfig("pointwise", lambda: rerankers.get("pointwise") or get_pointwise(settings))
             config.order_sensitive = False  # one (question, passage) pair at a time
