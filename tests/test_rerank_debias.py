@@ -342,6 +342,32 @@ def test_position_prior_on_a_tiny_model(settings):
         _ranker(settings, heads=heads, debias="position", calibrate=True)
 
 
+def test_a_prior_is_not_written_into_a_heads_file_that_ships_with_bookqa(tmp_path, monkeypatch, capsys):
+    from bookqa.cli import heads as heads_cli
+    from bookqa.cli import main
+
+    model_dir = tmp_path / "tiny"
+    tiny_model("qwen2").save_pretrained(model_dir)
+    tiny_tokenizer().save_pretrained(model_dir)
+    package = tmp_path / "installed-bookqa"  # stands in for the installed package's folder
+    heads_file = package / "heads" / "tiny.json"
+    save_heads(heads_file, HeadSet(heads=HEADS, model="tiny"))
+    before = heads_file.read_bytes()
+    write_seeds(tmp_path / "seeds.jsonl", [SeedItem("s:0", "s", "who was the captain?",
+                                                    [f"the ship sailed {j} nights" for j in range(4)], [1])])
+    monkeypatch.setattr(heads_cli, "PACKAGE_DIR", package.resolve())
+    argv = ["-q", "--home", str(tmp_path / "home"), "heads", "prior", "--model", str(model_dir), "--heads",
+            str(heads_file), "--data", str(tmp_path / "seeds.jsonl"), "--counts", "3"]
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert "ship with bookqa" in err and "--out FILE.json" in err
+    assert heads_file.read_bytes() == before  # untouched
+    # With --out the estimate goes to the user's own file, the shipped one still untouched.
+    assert main(argv + ["--out", str(tmp_path / "mine.json")]) == 0
+    assert heads_file.read_bytes() == before
+    assert json.loads((tmp_path / "mine.json").read_text())["position_prior"]
+
+
 def test_estimate_and_store_a_prior_with_the_cli(tmp_path, settings, capsys):
     from bookqa.cli import main
 

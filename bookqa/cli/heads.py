@@ -8,6 +8,10 @@ from pathlib import Path
 from ..progress import TqdmProgress
 from ..settings import Settings
 
+# The installed package: heads files under it (the shipped heads, a shipped adapter's) are never updated
+# in place, so an estimate cannot change what every other user of this installation ranks with.
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("heads", help="QR heads: detect them for a model, build seed sets, show them")
@@ -86,7 +90,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="how the prior corrects a score (default auto: the better on held-out prompts)")
     pr.add_argument("--span", choices=("question", "query"), help="question span (default: the heads file's)")
     pr.add_argument("--aggregate", choices=("sum", "max"))
-    pr.add_argument("--out", help="heads file to write (default: the heads file read, updated in place)")
+    pr.add_argument("--out", help="heads file to write (default: the heads file read, updated in place; "
+                    "required when that file ships with bookqa)")
     pr.set_defaults(handler=cmd_prior)
 
     s = hs.add_parser("show", help="print the heads the reranker would use for a model")
@@ -210,6 +215,9 @@ def cmd_prior(args: argparse.Namespace, settings: Settings) -> int:
         out = args.out or ranker.heads.source
         if not out or not str(out).endswith(".json"):
             raise ConfigError(f"the heads come from {ranker.heads.source!r}, not a heads file; pass --out FILE.json")
+        if not args.out and Path(out).resolve().is_relative_to(PACKAGE_DIR):
+            raise ConfigError(f"the heads in use ship with bookqa ({out}); write the prior to a file of your own "
+                              "with --out FILE.json, then rank with reranker_heads = that file")
         command = " ".join(shlex.quote(a) for a in ["bookqa", "heads", "prior", "--model", settings.reranker_model]
                            + (["--heads", settings.reranker_heads] if settings.reranker_heads else [])
                            + [x for p in args.data for x in ("--data", p)] + ["--counts", ",".join(map(str, counts))]
