@@ -94,6 +94,39 @@ def test_resolution_order(tmp_path):
         resolve_heads("someone/unknown-model")
 
 
+def _cache_hub_repo(cache, repo_id, files):
+    """A model in the Hugging Face cache's own layout (what a download leaves), for offline resolution."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for name, content in files.items():
+        (snapshot / name).write_text(content)
+
+
+def test_a_hub_id_finds_the_heads_its_repository_carries(tmp_path, monkeypatch):
+    """A `bookqa train` checkpoint pushed to the hub (qr_heads.json) or a QRRanker-style repository
+    (config.json fields) gives its own heads by hub id, from the cache when offline (HF_HUB_OFFLINE=1)."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    trained = HeadSet(heads=[(3, 1), (2, 0)], model="qwen2.5-coder-0.5b", detection={"trained": {"steps": 30}})
+    save_heads(tmp_path / "h.json", trained)
+    _cache_hub_repo(tmp_path / "hub", "someone/qr-trained", {"qr_heads.json": (tmp_path / "h.json").read_text(),
+                                                            "config.json": "{}"})
+    _cache_hub_repo(tmp_path / "hub", "someone/qr-style", {"config.json": json.dumps(
+        {"qr_head_list_mapped": [[1, 2], [2, 3]], "qr_start_layer": 1, "qr_end_layer": 3})})
+    got = resolve_heads("someone/qr-trained")
+    assert got.heads == [(3, 1), (2, 0)] and got.detection["trained"] == {"steps": 30}
+    assert got.source.endswith("qr_heads.json")
+    assert resolve_heads("someone/qr-style").heads == [(1, 2), (2, 3)]
+    # A hub model without either file still falls through to the published list by its id.
+    _cache_hub_repo(tmp_path / "hub", "Qwen/Qwen3-4B-Instruct-2507", {"config.json": "{}"})
+    assert resolve_heads("Qwen/Qwen3-4B-Instruct-2507").heads == QRRANKER_QWEN3
+
+
 def test_mindscape_style_checkpoint_loads_without_remote_code(tmp_path, settings):
     """A local QRRanker-style directory (architecture Qwen3Model, qr_* fields in config.json, no LM
     head) loads with the standard Qwen3 classes, takes its heads from config.json, and keeps only the

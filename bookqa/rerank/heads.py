@@ -11,8 +11,9 @@ Heads are 0-indexed; ``head`` is a query-head index (with GQA it reads KV head `
 
 :func:`resolve_heads` picks, in order: an explicit file (or ``builtin:NAME``) > a ``qr_heads.json`` in the
 model directory (a trained model, bookqa/train) > the ``qr_head_list*`` fields of a
-MindscapeRAG/QRRanker-style ``config.json`` in the model directory > the file shipped for
-the model under ``bookqa/heads/<model>.json`` > a built-in published list matched by model id.
+MindscapeRAG/QRRanker-style ``config.json`` in the model directory (for a hub id: the same two files in
+its hub repository) > the file shipped for the model under ``bookqa/heads/<model>.json`` > a built-in
+published list matched by model id.
 """
 from __future__ import annotations
 
@@ -257,20 +258,28 @@ def builtin_for_model(model_id: str) -> Optional[HeadSet]:
 def resolve_heads(model_name: str, heads_arg: Optional[str] = None, model_dir: Optional[str] = None) -> HeadSet:
     """The head set to use for ``model_name`` (registry name, hub id or directory).
 
-    Order: ``heads_arg`` (a heads file or ``builtin:NAME``) > ``qr_heads.json`` in the model directory >
-    ``qr_head_list*`` in its config.json > the shipped ``bookqa/heads/<model>.json`` > a built-in published
-    list for this model id.
+    Order: ``heads_arg`` (a heads file or ``builtin:NAME``) > ``qr_heads.json`` in the model directory (or
+    hub repository) > ``qr_head_list*`` in its config.json > the shipped ``bookqa/heads/<model>.json`` > a
+    built-in published list for this model id.
     """
     if heads_arg:
         if heads_arg.lower().startswith("builtin:"):
             return builtin_heads(heads_arg)
         return load_heads(heads_arg)
-    for directory in (model_dir, model_name):
+    for directory in dict.fromkeys((model_dir, model_name)):  # a hub id is often both
         if directory and Path(os.path.expanduser(directory)).is_dir():
             own = Path(os.path.expanduser(directory)) / MODEL_DIR_HEADS
             if own.is_file():  # a model directory written by `bookqa train` carries its heads file
                 return load_heads(own)
             found = heads_from_config(Path(os.path.expanduser(directory)))
+            if found is not None:
+                return found
+        elif directory:  # a hub id: the same two files, from the hub's cache (or the hub, where reachable)
+            own = _hub_file(directory, MODEL_DIR_HEADS)
+            if own is not None:
+                return load_heads(own)
+            config = _hub_file(directory, "config.json")
+            found = heads_from_config(config.parent) if config is not None else None
             if found is not None:
                 return found
     found = shipped_heads(model_name)
@@ -285,6 +294,20 @@ def resolve_heads(model_name: str, heads_arg: Optional[str] = None, model_dir: O
         f"no QR heads known for model {model_name!r}: detect them with "
         f"`bookqa heads detect --model {model_name} --data SEED.jsonl --out heads.json` "
         f"(seed files come from `bookqa heads build-seeds`), then pass the file as the reranker heads")
+
+
+def _hub_file(repo_id: str, filename: str) -> Optional[Path]:
+    """``filename`` of the hub model ``repo_id`` as a local path (the cached copy, fetched first unless
+    HF_HUB_OFFLINE is set), or None when the id is no hub id, the model has no such file, or neither
+    the cache nor the hub has it: the caller then looks elsewhere, and loading the model gives the error."""
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id.strip()):
+        return None
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(repo_id.strip(), filename))
+    except Exception:  # not found, offline and not cached, unreachable: all mean "not here"
+        return None
 
 
 def _config_name(directory: Optional[str]) -> Optional[str]:
