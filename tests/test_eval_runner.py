@@ -246,6 +246,19 @@ def test_cli_eval_resume_refuses_other_settings(tmp_path, monkeypatch, capsys):
     run_file.write_text(json.dumps(run))
     assert main(argv[:-1] + ["3", "--resume"]) == 0  # same settings: resumes
     assert len(read_rows(out / "locomo.jsonl")) == 3
+    # device and dtype are recorded as resolved on this machine: "auto" is float32 on one CPU and bfloat16
+    # on another, and rows of both must not meet under one name
+    run = json.loads(run_file.read_text())
+    assert run["settings"]["device"] == "cpu" and run["settings"]["dtype"] in ("float32", "bfloat16")
+    other = "bfloat16" if run["settings"]["dtype"] == "float32" else "float32"
+    monkeypatch.setenv("BOOKQA_DTYPE", other)
+    capsys.readouterr()
+    assert main(argv + ["--resume"]) == 2
+    assert f"dtype: '{run['settings']['dtype']}' -> '{other}'" in capsys.readouterr().err
+    run["settings"]["dtype"] = "auto"  # a run file from before they were resolved: unknown, so it passes
+    run_file.write_text(json.dumps(run))
+    assert main(argv + ["--resume"]) == 0
+    assert json.loads(run_file.read_text())["settings"]["dtype"] == other
 
 
 @pytest.mark.real_model

@@ -120,7 +120,9 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
                          "heads": settings.reranker_heads or "shipped",
                          "embedder": settings.embed_model, "generator": f"{settings.generator}:{settings.generator_model}",
                          "chunk_tokens": settings.chunk_tokens, "summaries": settings.summaries,
-                         "device": settings.device, "dtype": settings.dtype,
+                         # resolved, not "auto": the same settings give float32 on one CPU and bfloat16 on
+                         # another (rerank/qr.py), and a resume must not mix the two under one name
+                         **_device_and_dtype(settings),
                          # what "qr" means in this run (the reranker as configured)
                          "rerank": {"calibrate": settings.rerank_calibrate, "debias": settings.rerank_debias,
                                     "permutations": orders, "refine": resolve_refine(settings.rerank_refine, orders),
@@ -161,6 +163,15 @@ def _adapter_name(settings: Settings) -> str:
     if adapter is None:
         return "none"
     return adapter.path.name if adapter.path.parent == SHIPPED_DIR else str(adapter.path)
+
+
+def _device_and_dtype(settings: Settings) -> dict:
+    """The device and dtype the rerankers of this run compute in on this machine."""
+    from ..models import resolve_device
+    from ..rerank.qr import resolve_dtype
+
+    device = resolve_device(settings.device)
+    return {"device": device, "dtype": str(resolve_dtype(settings.dtype, device)).removeprefix("torch.")}
 
 
 def _orders(settings: Settings) -> int:
@@ -229,6 +240,9 @@ def _check_same_settings(run_file: Path, settings: dict) -> None:
         return
     stored = read_json(run_file).get("settings") or {}
     stored.setdefault("adapter", "none")  # runs from before the setting used none
+    for key in ("device", "dtype"):  # runs from before these were resolved recorded "auto": unknown, passes
+        if stored.get(key) == "auto":
+            stored.pop(key)
     if "trained" in stored and "trained" not in settings:
         settings["trained"] = stored["trained"]  # the caller writes these settings to the run file
     elif "trained" in stored:  # compared by content: the same checkpoint, moved, made the same rows
