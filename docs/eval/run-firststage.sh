@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export BOOKQA_RERANKER_ADAPTER=none  # the reranker these runs began with (no trained adapter merged into "qr")
+export BOOKQA_DTYPE=float32  # as every stored row ("auto" is bfloat16 on CPUs with AVX512-BF16)
 D=/work/shared/data
 BQ=".venv/bin/python -m bookqa -q"
 $BQ eval locomo --data $D/locomo/locomo10.json --books 2 --configs bm25,dense,hybrid --k 20 \

@@ -11,13 +11,18 @@ main() {  # the whole script is read before it runs, so editing it cannot distur
     # "qr" stays the plain one-order QR this run began with (its stored rows); the CPU default since
     # session 5 (one order + the top 5 refined, docs/order-robust-qr.md) is the configuration qr_refine.
     export BOOKQA_RERANK_PERMUTATIONS=1 BOOKQA_RERANK_REFINE=0 BOOKQA_RERANKER_ADAPTER=none
+    # float32 as every stored row: "auto" is bfloat16 on CPUs with AVX512-BF16 (rerank/qr.py)
+    export BOOKQA_DTYPE=float32
     D=/work/shared/data
     BQ=".venv/bin/python -m bookqa"  # progress bars with ETA go to the log
     HEADS=bookqa/heads/qwen2.5-coder-0.5b.json
-    # A trained checkpoint (bookqa train's output folder, e.g. docs/training-qwen2.5-coder-0.5b.md) adds
-    # qr_trained next to the shipped heads: TRAINED=/path/to/out docs/eval/run-rerank.sh
-    T=${TRAINED:+--trained $TRAINED}
-    QT=${TRAINED:+,qr_trained}
+    # qr_trained is the LoRA adapter that ships in the package (what a user ranks with by default,
+    # reranker_adapter=auto), and qr_trained_refine that plus its top 5 refined (the default's full shape).
+    # A shipped adapter survives a fresh machine; a bookqa train output folder can replace it
+    # (TRAINED=/path/to/out, see docs/training-qwen2.5-coder-0.5b.md), written to another --out.
+    TRAINED=${TRAINED:-qwen2.5-coder-0.5b-qr-lora}
+    T="--trained $TRAINED"
+    QT=,qr_trained,qr_trained_refine
 
     # Keep the first-stage reports over every question before the reports are narrowed to the samples.
     for ds in locomo musique narrativeqa; do

@@ -9,6 +9,7 @@ main() {
     cd "$(dirname "$0")/../../.."
     export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false BOOKQA_THREADS=1
     export BOOKQA_RERANKER_ADAPTER=none  # the reranker these runs began with
+    export BOOKQA_DTYPE=float32  # as every stored row ("auto" is bfloat16 on CPUs with AVX512-BF16)
     D=/work/shared/data G=docs/eval/generative X=docs/eval/qr-head-detection-ids.txt
     C=bm25,dense,hybrid,qr,rankgpt,likert
     BQ=".venv/bin/python -m bookqa"
