@@ -347,4 +347,10 @@ def test_real_local_generator_on_five_passages():
         assert res.info["prompt_tokens"] > 50 and res.timings["generate"] > 0
         assert res.info["parse_failures"] == 0  # the model answers in the asked form on this easy case
         if ranker.name == "likert":
-            assert res.chunk_ids[0] == 3  # the one passage that answers gets the top score
+            # The order is the model's own scores, as parsed from its answer (ties keep the input order).
+            # Which passage the 0.5B model scores highest is its judgement, not bookqa's, and it moves with
+            # the CPU's kernels: the answering passage came first on an AVX2 CPU, second (6 against 8) on
+            # one with AVX-512; so the test holds the ranking to the answer, not to a right answer.
+            given = parse_scores(res.info["answers"][0], len(passages), 0, 10).scores
+            assert [r.score for r in res.results] == sorted(given, reverse=True)
+            assert res.chunk_ids == sorted(range(len(passages)), key=lambda i: (-given[i], i))
