@@ -326,8 +326,7 @@ def build_configs(names: Sequence[str], settings: Settings, trained: Optional[Pa
     plan = PassPlan()  # the QR configurations share forward passes
     if "qr_fused" in names and "qr" not in names:
         names.insert(names.index("qr_fused"), "qr")
-    for name in reversed(TRAINED_CONFIGS[1:]):  # an extension brings in what it extends (perm_refine: perm first)
-        base = TRAINED_EXTENSIONS[name][0]
+    for name, (base, _) in reversed(TRAINED_EXTENSIONS.items()):  # an extension brings in what it extends
         if name in names and base not in names:
             names.insert(names.index(name), base)
 

@@ -267,21 +267,15 @@ def resolve_heads(model_name: str, heads_arg: Optional[str] = None, model_dir: O
             return builtin_heads(heads_arg)
         return load_heads(heads_arg)
     for directory in dict.fromkeys((model_dir, model_name)):  # a hub id is often both
-        if directory and Path(os.path.expanduser(directory)).is_dir():
-            own = Path(os.path.expanduser(directory)) / MODEL_DIR_HEADS
-            if own.is_file():  # a model directory written by `bookqa train` carries its heads file
-                return load_heads(own)
-            found = heads_from_config(Path(os.path.expanduser(directory)))
-            if found is not None:
-                return found
-        elif directory:  # a hub id: the same two files, from the hub's cache (or the hub, where reachable)
-            own = _hub_file(directory, MODEL_DIR_HEADS)
-            if own is not None:
-                return load_heads(own)
-            config = _hub_file(directory, "config.json")
-            found = heads_from_config(config.parent) if config is not None else None
-            if found is not None:
-                return found
+        if not directory:
+            continue
+        own = _model_file(directory, MODEL_DIR_HEADS)
+        if own is not None:  # a model written by `bookqa train` carries its heads file
+            return load_heads(own)
+        config = _model_file(directory, "config.json")
+        found = heads_from_config(config.parent) if config is not None else None
+        if found is not None:
+            return found
     found = shipped_heads(model_name)
     if found is not None:
         return found
@@ -296,16 +290,21 @@ def resolve_heads(model_name: str, heads_arg: Optional[str] = None, model_dir: O
         f"(seed files come from `bookqa heads build-seeds`), then pass the file as the reranker heads")
 
 
-def _hub_file(repo_id: str, filename: str) -> Optional[Path]:
-    """``filename`` of the hub model ``repo_id`` as a local path (the cached copy, fetched first unless
-    HF_HUB_OFFLINE is set), or None when the id is no hub id, the model has no such file, or neither
-    the cache nor the hub has it: the caller then looks elsewhere, and loading the model gives the error."""
-    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id.strip()):
+def _model_file(model: str, filename: str) -> Optional[Path]:
+    """``filename`` of a model as a local path: in its directory, or for a hub id the cached copy (fetched
+    first unless HF_HUB_OFFLINE is set). None when the model has no such file, the name is neither a
+    directory nor a hub id, or neither the cache nor the hub has it: the caller then looks elsewhere,
+    and loading the model gives the error."""
+    local = Path(os.path.expanduser(model))
+    if local.is_dir():
+        return local / filename if (local / filename).is_file() else None
+    repo_id = model.strip()
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id):
         return None
     try:
         from huggingface_hub import hf_hub_download
 
-        return Path(hf_hub_download(repo_id.strip(), filename))
+        return Path(hf_hub_download(repo_id, filename))
     except Exception:  # not found, offline and not cached, unreachable: all mean "not here"
         return None
 
