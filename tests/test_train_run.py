@@ -125,9 +125,6 @@ def test_lora_run_writes_a_small_adapter_that_scores_like_the_merged_model(setup
     from bookqa.rerank.adapter import ADAPTER_META, ADAPTER_WEIGHTS, read_adapter
 
     out = setup / "lora"
-    # float32: with "auto" a CPU with AVX512-BF16 ranks in bfloat16, where an adapter merged into the loaded
-    # (already rounded) weights and a model merged in float32 before rounding differ by one bf16 step
-    settings = settings.replace(dtype="float32")
     _run(setup, "lora", 1, settings, scope="lora", lr=1e-2)
     assert (out / ADAPTER_META).is_file() and (out / ADAPTER_WEIGHTS).is_file()
     assert not (out / "model.safetensors").exists() and not (out / "config.json").exists()
@@ -157,6 +154,32 @@ def test_lora_run_writes_a_small_adapter_that_scores_like_the_merged_model(setup
     assert not any("lora" in k for k in trained)
     merged, _ = QRRanker(model=str(out), settings=settings).head_scores("who was the captain?", texts)
     np.testing.assert_allclose(from_adapter, merged, atol=1e-5, rtol=0)
+
+
+def test_an_adapter_is_merged_before_the_weights_are_rounded(setup, settings):
+    """Ranking in bfloat16 from a float32 checkpoint: the adapter is merged in float32 and the sum rounded
+    once, as a merged checkpoint loaded in bfloat16 would be (not the rounded weights plus the delta)."""
+    from safetensors.torch import load_file
+
+    from bookqa.rerank.adapter import ADAPTER_WEIGHTS, read_adapter
+    from bookqa.rerank.qr import load_model
+
+    _run(setup, "lora", 1, settings, scope="lora", lr=1e-2)
+    adapter = read_adapter(setup / "lora")
+    lora = load_file(str(setup / "lora" / ADAPTER_WEIGHTS))
+    base = _weights(setup / "tiny")
+    model = load_model(str(setup / "tiny"), dtype="bfloat16", adapter=adapter)
+    assert model.layers[0].self_attn.q_proj.weight.dtype == torch.bfloat16
+    assert model.rotary_emb.inv_freq.dtype == torch.float32  # buffers stay as a plain bfloat16 load has them
+    rel = "layers.0.self_attn.q_proj"
+    full = base[f"model.{rel}.weight"] + (lora[f"{rel}.lora_B"] @ lora[f"{rel}.lora_A"]) * adapter.scale
+    torch.testing.assert_close(model.get_parameter(f"{rel}.weight"), full.to(torch.bfloat16), atol=0, rtol=0)
+    twice = (base[f"model.{rel}.weight"].to(torch.bfloat16).float()
+             + (lora[f"{rel}.lora_B"] @ lora[f"{rel}.lora_A"]) * adapter.scale).to(torch.bfloat16)
+    assert not torch.equal(twice, full.to(torch.bfloat16))  # the case the order matters for
+    untouched = "layers.0.input_layernorm.weight"
+    torch.testing.assert_close(model.get_parameter(untouched), base[f"model.{untouched}"].to(torch.bfloat16),
+                               atol=0, rtol=0)
 
 
 def test_a_shipped_adapter_is_named_like_a_model(setup, settings, tmp_path, monkeypatch):

@@ -72,6 +72,16 @@ def resolve_dtype(dtype: str, device: str):
         raise ConfigError(f"unknown dtype {dtype!r}") from None
 
 
+def _stored_dtype(config):
+    """The dtype a checkpoint's weights are stored in (its config's ``dtype``/``torch_dtype``), or None."""
+    import torch
+
+    stored = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    if isinstance(stored, str):
+        stored = getattr(torch, stored, None)
+    return stored if isinstance(stored, torch.dtype) else None
+
+
 def load_model(source: str, *, device: str = "cpu", dtype: str = "auto", keep_layers: Optional[int] = None,
                lm_head: bool = False, adapter=None):
     """Load the decoder stack (no LM head) of a causal LM for the read-out, with SDPA attention, in eval mode.
@@ -93,11 +103,16 @@ def load_model(source: str, *, device: str = "cpu", dtype: str = "auto", keep_la
         if hasattr(config, "max_window_layers") and config.max_window_layers > keep_layers:
             config.max_window_layers = keep_layers
     torch_dtype = resolve_dtype(dtype, device)
+    load_dtype = torch_dtype
+    if adapter is not None and _stored_dtype(config) not in (None, torch_dtype):
+        # Merge before rounding: a float32 checkpoint loaded in bfloat16 and then merged would be rounded
+        # twice (weights, then weights + delta). Loading in float32 costs the checkpoint's own size, once.
+        load_dtype = torch.float32
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the skipped LM head / later layers are reported as unused weights
     try:
         auto_class = AutoModelForCausalLM if lm_head else AutoModel
-        model = auto_class.from_pretrained(source, config=config, dtype=torch_dtype, attn_implementation="sdpa")
+        model = auto_class.from_pretrained(source, config=config, dtype=load_dtype, attn_implementation="sdpa")
     except OSError as exc:
         raise ModelError(f"cannot load model from {source}: {exc}") from None
     finally:
@@ -106,6 +121,9 @@ def load_model(source: str, *, device: str = "cpu", dtype: str = "auto", keep_la
         from .adapter import apply_adapter
 
         apply_adapter(model, adapter)
+    if load_dtype != torch_dtype:
+        for param in model.parameters():  # parameters only: buffers (rotary inv_freq) stay as loaded
+            param.data = param.data.to(torch_dtype)
     model.to(device)
     model.eval()
     return model
