@@ -111,12 +111,15 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
               "answers are skipped (add it to --configs, or pick --answer-config)", file=sys.stderr)
         answers = False
     k = args.eval_k or settings.top_k
-    orders = _orders(settings)  # the candidate orders "qr" scores here (auto resolves by device)
+    from ..rerank.adapter import chosen_adapter
+
+    adapter = chosen_adapter(settings.reranker_model, settings.reranker_adapter, bool(settings.reranker_heads))
+    orders = _orders(settings, adapter)  # the candidate orders "qr" scores here (auto resolves by device)
     meta = {"command": "bookqa " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "bookqa eval",
             "selection": {"books": args.books, "per_book": args.per_book, "sample": args.sample, "seed": args.seed,
                           "limit": args.limit, "exclude_ids": [str(p) for p in args.exclude_ids or []],
                           "shuffle_check": args.shuffle_check},
-            "settings": {"reranker": settings.reranker_model, "adapter": _adapter_name(settings),
+            "settings": {"reranker": settings.reranker_model, "adapter": _adapter_name(adapter),
                          "heads": settings.reranker_heads or "shipped",
                          "embedder": settings.embed_model, "generator": f"{settings.generator}:{settings.generator_model}",
                          "chunk_tokens": settings.chunk_tokens, "summaries": settings.summaries,
@@ -155,11 +158,10 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _adapter_name(settings: Settings) -> str:
-    """The trained adapter "qr" merges into the reranker in this run (reranker_adapter resolved), or none."""
-    from ..rerank.adapter import SHIPPED_DIR, chosen_adapter
+def _adapter_name(adapter) -> str:
+    """How the run file names the adapter "qr" merges into the reranker (reranker_adapter resolved)."""
+    from ..rerank.adapter import SHIPPED_DIR
 
-    adapter = chosen_adapter(settings.reranker_model, settings.reranker_adapter, bool(settings.reranker_heads))
     if adapter is None:
         return "none"
     return adapter.path.name if adapter.path.parent == SHIPPED_DIR else str(adapter.path)
@@ -174,18 +176,16 @@ def _device_and_dtype(settings: Settings) -> dict:
     return {"device": device, "dtype": str(resolve_dtype(settings.dtype, device)).removeprefix("torch.")}
 
 
-def _orders(settings: Settings) -> int:
+def _orders(settings: Settings, adapter) -> int:
     """The candidate orders "qr" scores on this machine (rerank_permutations 0 = auto: by device, and by
     whether its heads were trained — found here as QRRanker finds them, without loading the model)."""
     from ..errors import BookQAError
     from ..models import resolve_device
-    from ..rerank.adapter import chosen_adapter
     from ..rerank.debias import resolve_permutations, trained_heads
     from ..rerank.heads import resolve_heads
 
     trained = False
     if settings.rerank_permutations == 0:
-        adapter = chosen_adapter(settings.reranker_model, settings.reranker_adapter, bool(settings.reranker_heads))
         try:
             heads = resolve_heads(settings.reranker_model, settings.reranker_heads or None,
                                   model_dir=str(adapter.path) if adapter else None)
