@@ -248,16 +248,19 @@ def test_the_shipped_adapter_ranks_in_one_order_with_refinement_on_every_device(
     import bookqa.models as models
 
     from bookqa.cli.eval import _orders
-    from bookqa.rerank.adapter import SHIPPED_DIR
+    from bookqa.rerank.adapter import SHIPPED_DIR, chosen_adapter
     from bookqa.rerank.debias import trained_heads
     from bookqa.rerank.heads import load_heads
     from bookqa.settings import Settings
 
     assert trained_heads(load_heads(SHIPPED_DIR / "qwen2.5-coder-0.5b-qr-lora" / HEADS_FILE))
     monkeypatch.setattr(models, "resolve_device", lambda device: "cuda:0")
-    assert _orders(Settings()) == 1
-    assert _orders(Settings(reranker_adapter="none")) == 2
-    assert _orders(Settings(rerank_permutations=3)) == 3
+    def orders(settings):  # as `bookqa eval` calls it: with the adapter the settings choose
+        return _orders(settings, chosen_adapter(settings.reranker_model, settings.reranker_adapter))
+
+    assert orders(Settings()) == 1
+    assert orders(Settings(reranker_adapter="none")) == 2
+    assert orders(Settings(rerank_permutations=3)) == 3
 
 
 def test_adapter_errors_are_clear(setup, settings, tmp_path):
