@@ -106,7 +106,8 @@ def load_model(source: str, *, device: str = "cpu", dtype: str = "auto", keep_la
     load_dtype = torch_dtype
     if adapter is not None and _stored_dtype(config) not in (None, torch_dtype):
         # Merge before rounding: a float32 checkpoint loaded in bfloat16 and then merged would be rounded
-        # twice (weights, then weights + delta). Loading in float32 costs the checkpoint's own size, once.
+        # twice (weights, then weights + delta). The load then holds float32 weights until the cast: the
+        # size of a float32 checkpoint, twice that of a bfloat16 one asked for in float16.
         load_dtype = torch.float32
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the skipped LM head / later layers are reported as unused weights
