@@ -255,6 +255,7 @@ def test_the_shipped_adapter_ranks_in_one_order_with_refinement_on_every_device(
 
     assert trained_heads(load_heads(SHIPPED_DIR / "qwen2.5-coder-0.5b-qr-lora" / HEADS_FILE))
     monkeypatch.setattr(models, "resolve_device", lambda device: "cuda:0")
+
     def orders(settings):  # as `bookqa eval` calls it: with the adapter the settings choose
         return _orders(settings, chosen_adapter(settings.reranker_model, settings.reranker_adapter))
 
