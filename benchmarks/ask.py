@@ -53,7 +53,7 @@ def main() -> int:
     from bookqa.pipeline import ask, get_reranker
     from bookqa.generate import get_generator
     from bookqa.settings import Settings
-    from bookqa.store import Library
+    from bookqa.library import Library
 
     settings = Settings.from_env(top_k=args.k)
     questions = [json.loads(line) for line in (args.data / "qaps_dev.jsonl").read_text().splitlines() if line]

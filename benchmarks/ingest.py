@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from bookqa.progress import TqdmProgress, no_progress
     from bookqa.settings import Settings
     from bookqa.stages import ChunkStage
-    from bookqa.store import Library
+    from bookqa.library import Library
 
     path = Path(args.path)
     model_cache = os.environ.get("BOOKQA_MODEL_CACHE") or str(Settings().models_dir)

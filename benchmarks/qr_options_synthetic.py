@@ -32,7 +32,7 @@ def main() -> None:
     import torch
 
     from bookqa.rerank import QRRanker
-    from bookqa.rerank.synthetic import name_anchored_items
+    from bookqa.lab.detection.synthetic import name_anchored_items
     from bookqa.settings import Settings
 
     settings = Settings.from_env()

@@ -44,7 +44,7 @@ def _setup():
 def make_chunks(n: int, chunk_tokens: int, pool: int = 50) -> tuple[list[str], str, int]:
     """n consecutive ~chunk_tokens chunks of whole sentences from chapter 3 on, always including the one
     describing Queequeg's counterpane, and a question naming it; returns (chunks, question, its index)."""
-    from bookqa.models import fast_tokenizer
+    from bookqa.weights import fast_tokenizer
     from bookqa.settings import Settings
 
     tok = fast_tokenizer(MODEL, Settings.from_env())
@@ -73,7 +73,7 @@ def run_mode(mode: str, n_chunks: int, chunk_tokens: int) -> dict:
     _setup()
     import torch
 
-    from bookqa.models import causal_lm_source
+    from bookqa.weights import causal_lm_source
     from bookqa.rerank import QRRanker
     from bookqa.rerank.heads import resolve_heads
     from bookqa.rerank.qr import load_model, load_tokenizer
@@ -138,7 +138,7 @@ def compare_dtypes(seed_file: str, n: int, heads_file: str | None) -> int:
     import numpy as np
 
     from bookqa.rerank import QRRanker
-    from bookqa.rerank.seeds import read_seeds
+    from bookqa.lab.detection.seeds import read_seeds
     from bookqa.settings import Settings
 
     items = read_seeds(seed_file)[:n]
@@ -194,7 +194,7 @@ def main() -> int:
             print(json.dumps({"size": size, **r}), flush=True)
     from transformers import AutoConfig
 
-    from bookqa.models import causal_lm_source
+    from bookqa.weights import causal_lm_source
     from bookqa.settings import Settings
 
     cfg = AutoConfig.from_pretrained(causal_lm_source(MODEL, Settings.from_env()))

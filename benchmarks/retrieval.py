@@ -33,13 +33,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from bookqa.models import resolve_device  # noqa: E402
+from bookqa.library import Library# noqa: E402
 from bookqa.progress import TqdmProgress, no_progress  # noqa: E402
 from bookqa.retrieve import clear_cache  # noqa: E402
 from bookqa.retrieve.dense import load_embedder  # noqa: E402
 from bookqa.settings import Settings  # noqa: E402
 from bookqa.stages import default_stages  # noqa: E402
-from bookqa.store import Library  # noqa: E402
+from bookqa.weights import resolve_device  # noqa: E402
 
 DEFAULT_BOOK = REPO.parent / "shared" / "data" / "gutenberg_novels" / "pg1023_bleak_house.txt"
 TIMED_STAGES = ("chunks", "bm25", "dense")

@@ -14,6 +14,8 @@ from .answer import (Citation, Evidence, annotate, attribute_uncited, build_mess
                      is_chinese, parse_citations)
 from .errors import InputError
 from .progress import Progress, no_progress
+from .rerank.config import QRRankerConfig
+from .retrieve import search
 from .settings import Settings
 from .store import Book
 
@@ -65,18 +67,16 @@ _cache_lock = threading.Lock()
 _rerankers: dict[tuple, Any] = {}
 
 
-def get_reranker(settings: Settings, progress: Progress = no_progress):
-    """The QRRanker for these settings, loaded once per process."""
+def get_reranker(settings: Settings, progress: Progress = no_progress, config: Optional[QRRankerConfig] = None):
+    """The QRRanker for ``config`` (default: the one the settings describe), loaded once per process."""
     from .rerank import QRRanker
 
-    key = (settings.reranker_model, settings.reranker_heads, settings.reranker_adapter, settings.device,
-           settings.dtype, str(settings.models_dir), settings.rerank_calibrate, settings.rerank_debias,
-           settings.rerank_permutations, settings.rerank_refine)
+    config = config or QRRankerConfig.from_settings(settings)
+    key = (config, str(settings.models_dir))
     with _cache_lock:
         ranker = _rerankers.get(key)
         if ranker is None:
-            ranker = QRRanker(settings.reranker_model, heads=settings.reranker_heads or None, settings=settings,
-                              progress=progress)
+            ranker = QRRanker(settings=settings, config=config, progress=progress)
             _rerankers[key] = ranker
         return ranker
 
@@ -108,7 +108,7 @@ def ask(book: Book, question: str, settings: Optional[Settings] = None, *, k: Op
                         "(the answer follows the question's language)")
 
     t = time.perf_counter()
-    candidates = book.search(question, k=k, method=method, settings=settings)
+    candidates = search(book, question, k=k, method=method, settings=settings)
     timings["search"] = time.perf_counter() - t
     if not candidates:
         raise InputError(f"book {book.id} has no indexed chunks to search")

@@ -23,7 +23,7 @@ class ChunkStage:
 
     def run(self, book: Book, settings: Settings, progress: Progress) -> dict[str, Any]:
         from .ingest import chunk_source
-        from .models import fast_tokenizer
+        from .weights import fast_tokenizer
 
         tokenizer = fast_tokenizer(settings.reranker_model, settings, progress)
         utterances = None

@@ -170,7 +170,7 @@ def load_summaries(book: Book) -> Optional[Tree]:
 
 def token_counter(settings: Settings):
     """Counts tokens with the reranker's tokenizer: the prefix is read by the reranker."""
-    from .models import fast_tokenizer
+    from .weights import fast_tokenizer
 
     tokenizer = fast_tokenizer(settings.reranker_model, settings)
     return lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)

@@ -29,7 +29,7 @@ def settings(tmp_path, monkeypatch) -> Settings:
 @pytest.fixture(scope="session")
 def qwen_tokenizer():
     """The embedded reranker's tokenizer (tokenizers.Tokenizer); reads only the GGUF's vocabulary."""
-    from bookqa.models import fast_tokenizer
+    from bookqa.weights import fast_tokenizer
 
     return fast_tokenizer("qwen2.5-coder-0.5b", Settings.from_env())
 

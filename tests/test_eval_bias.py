@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from bookqa.cli import main
-from bookqa.evaluate.report import render_markdown, summarize
-from bookqa.evaluate.bias import bias_summary, gold_at_first, position_stats, top1_position
-from bookqa.evaluate.configs import parse_config_names
-from bookqa.evaluate.datasets import load_dataset
-from bookqa.evaluate.runner import read_rows, select
+from bookqa.lab.evaluate.bias import bias_summary, gold_at_first, position_stats, top1_position
+from bookqa.lab.evaluate.registry import parse_config_names
+from bookqa.lab.evaluate.datasets import load_dataset
+from bookqa.lab.evaluate.report import render_markdown, summarize
+from bookqa.lab.evaluate.runner import read_rows, select
 from bookqa.rerank import QRRanker
-from bookqa.rerank.debias import PositionPrior, maxmin, with_prior
 from bookqa.rerank.heads import HeadSet
+from bookqa.rerank.orders import PositionPrior, maxmin, with_prior
 
 from conftest import FIXTURES
 from test_eval_runner import _runner, esettings  # noqa: F401  (fixture)
@@ -126,7 +126,7 @@ def test_resume_adds_a_variant_and_the_shuffle_check_reusing_stored_passes(esett
 
 
 def test_refine_variant_reuses_the_first_pass_and_stores_its_short_one(esettings, tmp_path):
-    from bookqa.rerank.debias import apply_refine, refine_order
+    from bookqa.rerank.orders import apply_refine, refine_order
 
     data = load_dataset("musique", EVAL / "musique" / "musique_mini.jsonl")
     ranker, calls = _counting_ranker(esettings)
@@ -157,7 +157,7 @@ def test_refine_variant_reuses_the_first_pass_and_stores_its_short_one(esettings
             r["configs"]["qr"]["seconds"] + r["configs"]["qr_refine"]["timings"]["rerank.refine"], abs=2e-3)
         assert "qr_refine" in r["shuffled"]["configs"]
         # permutation averaging first, then the same refinement of its own top two
-        from bookqa.rerank.debias import candidate_orders
+        from bookqa.rerank.orders import candidate_orders
 
         n = len(cands)
         full = [np.array(passes[next(k for k in passes if k.endswith(":" + ",".join(str(cands[i]) for i in o)))]["raw"])

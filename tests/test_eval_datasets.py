@@ -7,9 +7,9 @@ import shutil
 import pytest
 
 from bookqa.errors import ConfigError, InputError
-from bookqa.evaluate.datasets import load_dataset
-from bookqa.evaluate.datasets.locomo import dia_ids
-from bookqa.evaluate.datasets.quality import parse_instruction
+from bookqa.lab.evaluate.datasets import load_dataset
+from bookqa.lab.evaluate.datasets.locomo import dia_ids
+from bookqa.lab.evaluate.datasets.quality import parse_instruction
 
 from conftest import FIXTURES
 

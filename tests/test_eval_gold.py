@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 
 from bookqa.chunk import Chunk
-from bookqa.evaluate.corpus import BookPreparer, eval_settings
-from bookqa.evaluate.datasets import load_dataset
-from bookqa.evaluate.gold import chunks_overlapping, gold_chunks, marker_spans, silver_evidence
+from bookqa.lab.evaluate.corpus import BookPreparer, eval_settings
+from bookqa.lab.evaluate.datasets import load_dataset
+from bookqa.lab.evaluate.gold import chunks_overlapping, gold_chunks, marker_spans, silver_evidence
 
 from conftest import FIXTURES
 

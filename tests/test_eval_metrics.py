@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from bookqa.evaluate.metrics import (answer_scores, bootstrap_ci, exact_match, locomo_f1, locomo_score,
+from bookqa.lab.evaluate.metrics import (answer_scores, bootstrap_ci, exact_match, locomo_f1, locomo_score,
                                      normalize_answer, parse_choice, percentiles, recall_any_at_k, recall_at_k,
                                      recalls, rouge_l, strip_citations, token_f1)
 
@@ -121,7 +121,7 @@ def test_percentiles():
 
 
 def test_paired_differences_against_qr_and_the_best_first_stage():
-    from bookqa.evaluate.report import render_markdown, summarize
+    from bookqa.lab.evaluate.report import render_markdown, summarize
 
     def row(qid, gold, **ranked):
         return {"dataset": "locomo", "qid": qid, "doc_id": "d", "gold": {"chunk_ids": gold, "kind": "gold"},

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bookqa.chunk import Chunk
-from bookqa.rerank.pointwise import INSTRUCTION, PointwiseReranker
+from bookqa.lab.baselines.pointwise import INSTRUCTION, PointwiseReranker
 
 from test_rerank_tiny import tiny_model, tiny_tokenizer
 

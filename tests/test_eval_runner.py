@@ -9,13 +9,13 @@ import pytest
 
 from bookqa.cli import main
 from bookqa.errors import ConfigError, InputError
-from bookqa.evaluate.configs import build_configs, parse_config_names
-from bookqa.evaluate.corpus import eval_settings
-from bookqa.evaluate.datasets import load_dataset
-from bookqa.evaluate.metrics import recall_at_k
-from bookqa.evaluate.runner import Runner, read_id_list, read_rows, select
+from bookqa.lab.baselines.pointwise import PointwiseReranker
+from bookqa.lab.evaluate.registry import build_configs, parse_config_names
+from bookqa.lab.evaluate.corpus import eval_settings
+from bookqa.lab.evaluate.datasets import load_dataset
+from bookqa.lab.evaluate.metrics import recall_at_k
+from bookqa.lab.evaluate.runner import Runner, read_id_list, read_rows, select
 from bookqa.rerank import QRRanker
-from bookqa.rerank.pointwise import PointwiseReranker
 
 from conftest import FIXTURES
 from test_rerank_tiny import tiny_model, tiny_tokenizer

@@ -74,7 +74,7 @@ def test_silent_server_times_out(settings):
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
     pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed")
-    from bookqa.models import gguf_file
+    from bookqa.weights import gguf_file
     from bookqa.settings import Settings
 
     gguf = gguf_file("qwen2.5-coder-0.5b", Settings.from_env())

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bookqa.errors import InputError
+from bookqa.library import Library
 from bookqa.stages import ChunkStage
-from bookqa.store import Library
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ingest"
 SAMPLE = Path(__file__).parent.parent / "bookqa" / "data" / "sample" / "dying_detective.txt"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bookqa.errors import GeneratorError, InputError
-from bookqa.store import Library
+from bookqa.library import Library
 from helpers import running_llama_server
 
 STORY = Path(__file__).parent / "fixtures" / "ui" / "lighthouse.txt"
@@ -65,7 +65,7 @@ def test_empty_question_is_refused(small):
 def test_remote_path_and_stopped_server(small, tmp_path):
     pytest.importorskip("llama_cpp.server")
     from bookqa.generate import get_generator
-    from bookqa.models import gguf_file
+    from bookqa.weights import gguf_file
     from bookqa.pipeline import ask
 
     settings, book = small

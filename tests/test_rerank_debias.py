@@ -9,13 +9,13 @@ import pytest
 
 from bookqa.errors import ConfigError
 from bookqa.rerank import QRRanker
-from bookqa.rerank.debias import (PositionPrior, ScorePass, apply_refine, candidate_orders, combine, find_prior,
+from bookqa.rerank.orders import (PositionPrior, ScorePass, apply_refine, candidate_orders, combine, find_prior,
                                   interleaved, maxmin, refine_order, score_pass, with_prior)
 from bookqa.rerank.heads import HeadSet, load_heads, save_heads
-from bookqa.rerank.prior import (Observation, choose_mode, curves, estimate_priors, evaluate_modes,
+from bookqa.lab.detection.prior import (Observation, choose_mode, curves, estimate_priors, evaluate_modes,
                                  prior_prompts)
+from bookqa.lab.detection.seeds import SeedItem, write_seeds
 from bookqa.rerank.qr import NULL_QUERY
-from bookqa.rerank.seeds import SeedItem, write_seeds
 from test_rerank_qr import CANDIDATES, HEADS, QUESTION, _reference
 from test_rerank_tiny import tiny_model, tiny_tokenizer
 
@@ -269,7 +269,7 @@ def test_permutation_averaging_on_a_tiny_model(settings):
 
 
 def test_permutations_zero_picks_the_orders_by_device(settings):
-    from bookqa.rerank.debias import resolve_permutations
+    from bookqa.rerank.orders import resolve_permutations
     from bookqa.settings import Settings
 
     assert [resolve_permutations(0, d) for d in ("cpu", "cuda", "cuda:1", "mps")] == [1, 2, 2, 2]
@@ -289,9 +289,9 @@ def test_auto_orders_follow_whether_the_heads_were_trained(settings, monkeypatch
     """QRRanker asks resolve_permutations with its heads' training record: a head file written by `bookqa
     train` (detection.trained) gets one order and the top refined where untrained heads get two (a GPU's
     choice, forced here on CPU)."""
-    import bookqa.rerank.debias as debias
+    import bookqa.rerank.orders as debias
 
-    from bookqa.rerank.debias import trained_heads
+    from bookqa.rerank.orders import trained_heads
 
     monkeypatch.setitem(debias.AUTO_PERMUTATIONS, "cpu", 2)  # as on an accelerator
     trained = HeadSet(heads=list(HEADS), detection={"method": "bookqa train", "trained": {"scope": "lora"}})
@@ -306,7 +306,7 @@ def test_auto_orders_follow_whether_the_heads_were_trained(settings, monkeypatch
 
 
 def test_refine_auto_refines_the_top_five_only_with_one_order(settings):
-    from bookqa.rerank.debias import resolve_refine
+    from bookqa.rerank.orders import resolve_refine
     from bookqa.settings import Settings
 
     assert Settings().rerank_refine == -1  # auto

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from bookqa.rerank import detect as det
-from bookqa.rerank.seeds import (SeedItem, TokenBudget, build_seeds, locomo_chunks, read_seeds, story_chunks,
+from bookqa.lab.detection import detect as det
+from bookqa.lab.detection.seeds import (SeedItem, TokenBudget, build_seeds, locomo_chunks, read_seeds, story_chunks,
                                  write_seeds)
 from test_rerank_tiny import tiny_model, tiny_tokenizer
 

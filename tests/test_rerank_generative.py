@@ -12,14 +12,14 @@ import pytest
 
 from bookqa.chunk import Chunk
 from bookqa.errors import ConfigError, GeneratorError
-from bookqa.evaluate.configs import build_configs, parse_config_names
-from bookqa.evaluate.corpus import eval_settings
-from bookqa.evaluate.datasets import load_dataset
-from bookqa.evaluate.runner import Runner, select
 from bookqa.generate.base import Completion
-from bookqa.rerank.generative import one_line, truncate_tokens
-from bookqa.rerank.likert import LikertReranker, groups, parse_scale, parse_scores
-from bookqa.rerank.permutation import PermutationReranker, parse_permutation, windows
+from bookqa.lab.baselines.generative import one_line, truncate_tokens
+from bookqa.lab.baselines.likert import LikertReranker, groups, parse_scale, parse_scores
+from bookqa.lab.baselines.rankgpt import PermutationReranker, parse_permutation, windows
+from bookqa.lab.evaluate.registry import build_configs, parse_config_names
+from bookqa.lab.evaluate.corpus import eval_settings
+from bookqa.lab.evaluate.datasets import load_dataset
+from bookqa.lab.evaluate.runner import Runner, select
 
 from conftest import FIXTURES
 

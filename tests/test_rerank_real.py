@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bookqa.rerank.synthetic import name_anchored_items
+from bookqa.lab.detection.synthetic import name_anchored_items
 
 pytestmark = pytest.mark.real_model
 

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from bookqa.errors import ConfigError, InputError, NotFoundError
-from bookqa.retrieve import Candidate, clear_cache
+from bookqa.library import Library
+from bookqa.retrieve import Candidate, clear_cache, search
 from bookqa.retrieve.dense import EMBEDDINGS_FILE, PARTIAL_META
 from bookqa.settings import Settings
 from bookqa.stages import ChunkStage, default_stages
-from bookqa.store import Book, Library
+from bookqa.store import Book
 
 SAMPLE = Path(__file__).resolve().parents[1] / "bookqa" / "data" / "sample" / "dying_detective.txt"
 ZH = Path(__file__).parent / "fixtures" / "retrieve" / "lantern_zh.txt"
@@ -98,14 +99,14 @@ def test_search_finds_rare_phrase_first(english):
     settings, report, _ = english
     book = Book(report.book.dir)
     for method in ("bm25", "hybrid"):
-        hits = book.search(RARE, k=5, method=method, settings=settings)
+        hits = search(book, RARE, k=5, method=method, settings=settings)
         assert isinstance(hits[0], Candidate)
         assert RARE in book.chunk(hits[0].chunk_id).text, method
         assert hits[0].rank == 1
-    hybrid = book.search(RARE, settings=settings)
+    hybrid = search(book, RARE, settings=settings)
     assert len(hybrid) == min(settings.top_k, len(book.chunks))
     assert hybrid[0].ranks["bm25"] == 1 and "dense" in hybrid[0].ranks
-    dense = book.search("a detective pretending to be sick with a tropical disease", k=3, method="dense",
+    dense = search(book, "a detective pretending to be sick with a tropical disease", k=3, method="dense",
                         settings=settings)
     assert len(dense) == 3 and set(dense[0].ranks) == {"dense"}
 
@@ -113,10 +114,10 @@ def test_search_finds_rare_phrase_first(english):
 def test_reloaded_indexes_give_identical_results(english):
     settings, report, _ = english
     queries = [RARE, "Mrs. Hudson asked Watson to come", "Culverton Smith of Sumatra"]
-    first = [[(c.chunk_id, c.score, c.ranks) for c in Book(report.book.dir).search(q, k=10, settings=settings)]
+    first = [[(c.chunk_id, c.score, c.ranks) for c in search(Book(report.book.dir), q, k=10, settings=settings)]
              for q in queries]
     clear_cache()  # forget the loaded indexes: the next search reads them from disk again
-    again = [[(c.chunk_id, c.score, c.ranks) for c in Book(report.book.dir).search(q, k=10, settings=settings)]
+    again = [[(c.chunk_id, c.score, c.ranks) for c in search(Book(report.book.dir), q, k=10, settings=settings)]
              for q in queries]
     assert again == first
 
@@ -125,11 +126,11 @@ def test_search_errors(english, tmp_path):
     settings, report, _ = english
     book = Book(report.book.dir)
     with pytest.raises(InputError):
-        book.search("   ", settings=settings)
+        search(book, "   ", settings=settings)
     with pytest.raises(ConfigError):
-        book.search("Holmes", method="splade", settings=settings)
+        search(book, "Holmes", method="splade", settings=settings)
     with pytest.raises(ConfigError):
-        book.search("Holmes", k=0, settings=settings)
+        search(book, "Holmes", k=0, settings=settings)
     # a book built without the dense stage says so instead of failing obscurely
     lean = _settings(tmp_path / "home")
     path = tmp_path / "tiny.txt"
@@ -137,9 +138,9 @@ def test_search_errors(english, tmp_path):
     from bookqa.retrieve.stages import Bm25Stage
 
     small = Library(lean).ingest(path, stages=[ChunkStage(), Bm25Stage()]).book
-    assert small.search("Watson", method="bm25", settings=lean)[0].chunk_id == 0
+    assert search(small, "Watson", method="bm25", settings=lean)[0].chunk_id == 0
     with pytest.raises(NotFoundError, match="dense"):
-        small.search("Watson", method="dense", settings=lean)
+        search(small, "Watson", method="dense", settings=lean)
 
 
 def test_chinese_book(tmp_path):
@@ -147,7 +148,7 @@ def test_chinese_book(tmp_path):
     book = Library(settings).ingest(ZH).book
     assert len(book.chunks) >= 4
     for method in ("bm25", "hybrid"):
-        hit = book.search("白纸灯笼上题了一首诗", k=3, method=method, settings=settings)[0]
+        hit = search(book, "白纸灯笼上题了一首诗", k=3, method=method, settings=settings)[0]
         assert "白纸灯笼" in book.chunk(hit.chunk_id).text, method
 
 

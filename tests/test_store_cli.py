@@ -8,7 +8,8 @@ import pytest
 
 from bookqa.cli import main
 from bookqa.errors import AmbiguousNameError, NotFoundError
-from bookqa.store import Book, Library, make_book_id, slugify
+from bookqa.library import Library
+from bookqa.store import Book, make_book_id, slugify
 
 
 def test_slug_and_ids_cannot_escape_the_store():

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from bookqa.cli import main
 from bookqa.generate import Completion
+from bookqa.library import Library
 from bookqa.stages import ChunkStage
-from bookqa.store import Library
 from bookqa.summaries import (SummaryStage, load_summaries, plan_summaries, summary_prefix, token_counter)
 
 SAMPLE = Path(__file__).parents[1] / "bookqa" / "data" / "sample" / "dying_detective.txt"

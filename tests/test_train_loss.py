@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from bookqa.train.loss import EPS, SCALE, group_contrastive_loss, normalise_scores
+from bookqa.lab.train.loss import EPS, SCALE, group_contrastive_loss, normalise_scores
 
 
 def test_normalisation_maps_min_to_0_and_max_to_8():

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from bookqa.errors import ConfigError
+from bookqa.lab.train.checkpoint import latest_checkpoint
+from bookqa.lab.train.samples import TrainSample, write_samples
+from bookqa.lab.train.scope import prepare
+from bookqa.lab.train.scores import QRScorer
 from bookqa.rerank.heads import HeadSet, save_heads
-from bookqa.train.checkpoint import latest_checkpoint
-from bookqa.train.samples import TrainSample, write_samples
-from bookqa.train.scope import prepare
-from bookqa.train.scores import QRScorer
-from bookqa.train.trainer import (CHECKPOINTS, CURVE_FILE, HEADS_FILE, REPORT_FILE, TrainOptions, sample_order,
+from bookqa.lab.train.trainer import (CHECKPOINTS, CURVE_FILE, HEADS_FILE, REPORT_FILE, TrainOptions, sample_order,
                                   train)
 from test_rerank_tiny import tiny_model, tiny_tokenizer
 
@@ -139,7 +139,7 @@ def test_lora_run_writes_a_small_adapter_that_scores_like_the_merged_model(setup
     base, _ = QRRanker(model=str(setup / "tiny"), heads=HEADS, settings=settings).head_scores(
         "who was the captain?", texts)
     assert not np.allclose(from_adapter, base, atol=1e-6)  # the adapter changed the scores
-    from bookqa.rerank.pointwise import PointwiseReranker
+    from bookqa.lab.baselines.pointwise import PointwiseReranker
     from bookqa.rerank.readout import decoder_of
 
     pointwise = PointwiseReranker(model=str(out), settings=settings)  # the same merge into the full causal LM
@@ -245,11 +245,12 @@ def test_the_embedded_reranker_gets_its_shipped_adapter_by_default():
 def test_the_shipped_adapter_ranks_in_one_order_with_refinement_on_every_device(monkeypatch):
     """Its heads record their training, so rerank_permutations=0 gives one order (then the top 5 refined) on
     a GPU too, and `bookqa eval` writes that into its run file; the plain heads keep two orders there."""
-    import bookqa.models as models
+    import bookqa.weights as models
 
-    from bookqa.cli.eval import _orders
-    from bookqa.rerank.adapter import SHIPPED_DIR, chosen_adapter
-    from bookqa.rerank.debias import trained_heads
+    from bookqa.cli.eval import _resolved
+    from bookqa.rerank.adapter import SHIPPED_DIR
+    from bookqa.rerank.config import QRRankerConfig
+    from bookqa.rerank.orders import trained_heads
     from bookqa.rerank.heads import load_heads
     from bookqa.settings import Settings
 
@@ -257,7 +258,7 @@ def test_the_shipped_adapter_ranks_in_one_order_with_refinement_on_every_device(
     monkeypatch.setattr(models, "resolve_device", lambda device: "cuda:0")
 
     def orders(settings):  # as `bookqa eval` calls it: with the adapter the settings choose
-        return _orders(settings, chosen_adapter(settings.reranker_model, settings.reranker_adapter))
+        return _resolved(QRRankerConfig.from_settings(settings)).permutations
 
     assert orders(Settings()) == 1
     assert orders(Settings(reranker_adapter="none")) == 2

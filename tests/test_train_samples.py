@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from bookqa.errors import InputError
-from bookqa.rerank.seeds import SeedItem, TokenBudget, build_seeds, read_seeds, write_seeds
-from bookqa.train.samples import (TrainSample, build_samples, fit_sample, read_samples, split_of,
+from bookqa.lab.detection.seeds import SeedItem, TokenBudget, build_seeds, read_seeds, write_seeds
+from bookqa.lab.train.samples import (TrainSample, build_samples, fit_sample, read_samples, split_of,
                                   write_samples)
 from test_rerank_tiny import tiny_tokenizer
 
@@ -92,7 +92,7 @@ def test_fit_sample_takes_the_top_candidates_and_counts_drops():
 
 
 def test_shuffled_moves_gold_with_its_candidate_and_is_reproducible():
-    from bookqa.train.samples import shuffled
+    from bookqa.lab.train.samples import shuffled
 
     sample = TrainSample("s1", "x", "q?", [f"c{i}" for i in range(10)], [0, 3], "d")
     once = shuffled(sample, seed=0)

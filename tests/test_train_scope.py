@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from bookqa.lab.train.loss import group_contrastive_loss
+from bookqa.lab.train.samples import TrainSample
+from bookqa.lab.train.scope import SCOPES, loss_path, prepare
+from bookqa.lab.train.scores import QRScorer
+from bookqa.lab.train.trainer import Example, make_optimizer, optimizer_step, sample_loss, TrainOptions
 from bookqa.rerank import QRRanker
 from bookqa.rerank.heads import HeadSet
-from bookqa.train.loss import group_contrastive_loss
-from bookqa.train.samples import TrainSample
-from bookqa.train.scope import SCOPES, loss_path, prepare
-from bookqa.train.scores import QRScorer
-from bookqa.train.trainer import Example, make_optimizer, optimizer_step, sample_loss, TrainOptions
 from test_rerank_tiny import tiny_model, tiny_tokenizer
 
 CANDIDATES = ["the whale was in the sea at night.", "Silas Thorne was the captain of the ship.",

@@ -17,8 +17,9 @@ from typing import Any, Optional
 import gradio as gr
 
 from bookqa.errors import BookQAError, InputError
+from bookqa.library import Library
 from bookqa.settings import Settings
-from bookqa.store import Book, Library
+from bookqa.store import Book
 
 from . import views
 from .jobs import stream_answer, stream_ingest

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from bookqa.library import IngestReport, Library
 from bookqa.pipeline import AskResult, ask
 from bookqa.settings import Settings
-from bookqa.store import Book, IngestReport, Library
+from bookqa.store import Book
 
 from .tracker import IngestTracker
 

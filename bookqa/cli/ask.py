@@ -6,9 +6,10 @@ import json
 import sys
 from pathlib import Path
 
+from ..library import Library
 from ..progress import TqdmProgress
 from ..settings import Settings
-from ..store import Book, Library
+from ..store import Book
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..library import Library
 from ..progress import TqdmProgress
 from ..settings import Settings
-from ..store import Library
 
 
 def register(sub: argparse._SubParsersAction) -> None:

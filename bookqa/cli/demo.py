@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..library import Library
 from ..progress import TqdmProgress
 from ..settings import Settings
-from ..store import Library
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample" / "dying_detective.txt"
 SAMPLE_TITLE = "The Adventure of the Dying Detective"

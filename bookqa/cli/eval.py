@@ -13,12 +13,13 @@ import sys
 from pathlib import Path
 
 from ..progress import TqdmProgress
+from ..rerank.config import QRRankerConfig
 from ..settings import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..evaluate.configs import ALL_CONFIGS
-    from ..evaluate.datasets import DATASETS
+    from ..lab.evaluate.configs import ALL_CONFIGS
+    from ..lab.evaluate.datasets import DATASETS
 
     p = sub.add_parser("eval", help="evaluate retrieval, reranking and answers on a QA dataset",
                        description="Evaluate first-stage retrieval, QR reranking, baselines and answers on a dataset "
@@ -73,12 +74,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
-    from ..evaluate.configs import build_configs, parse_config_names
-    from ..evaluate.corpus import eval_settings
-    from ..evaluate.datasets import load_dataset
-    from ..evaluate.runner import ANSWER_BY_DEFAULT, Runner, read_id_list, select
+    from ..lab.evaluate.registry import build_configs, parse_config_names
+    from ..lab.evaluate.corpus import eval_settings
+    from ..lab.evaluate.datasets import load_dataset
+    from ..lab.evaluate.runner import ANSWER_BY_DEFAULT, Runner, read_id_list, select
+    from ..lab.evaluate.registry import default_ranker_config
     from ..rerank.adapter import adapter_dir
-    from ..rerank.debias import resolve_refine
 
     out = args.out or Path("eval-out") / args.dataset
     if args.trained is not None and not args.trained.is_dir():
@@ -111,26 +112,22 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
               "answers are skipped (add it to --configs, or pick --answer-config)", file=sys.stderr)
         answers = False
     k = args.eval_k or settings.top_k
-    from ..rerank.adapter import chosen_adapter
-
-    adapter = chosen_adapter(settings.reranker_model, settings.reranker_adapter, bool(settings.reranker_heads))
-    orders = _orders(settings, adapter)  # the candidate orders "qr" scores here (auto resolves by device)
+    qr = _resolved(QRRankerConfig.from_settings(settings))  # what "qr" is on this machine ("auto" decided)
     meta = {"command": "bookqa " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "bookqa eval",
             "selection": {"books": args.books, "per_book": args.per_book, "sample": args.sample, "seed": args.seed,
                           "limit": args.limit, "exclude_ids": [str(p) for p in args.exclude_ids or []],
                           "shuffle_check": args.shuffle_check},
-            "settings": {"reranker": settings.reranker_model, "adapter": _adapter_name(adapter),
-                         "heads": settings.reranker_heads or "shipped",
+            "settings": {"reranker": qr.model, "adapter": qr.adapter, "heads": qr.heads or "shipped",
                          "embedder": settings.embed_model, "generator": f"{settings.generator}:{settings.generator_model}",
                          "chunk_tokens": settings.chunk_tokens, "summaries": settings.summaries,
                          # resolved, not "auto": the same settings give float32 on one CPU and bfloat16 on
                          # another (rerank/qr.py), and a resume must not mix the two under one name
-                         **_device_and_dtype(settings),
-                         # what "qr" means in this run (the reranker as configured)
-                         "rerank": {"calibrate": settings.rerank_calibrate, "debias": settings.rerank_debias,
-                                    "permutations": orders, "refine": resolve_refine(settings.rerank_refine, orders),
-                                    "aggregate": settings.rerank_aggregate,
-                                    "question_span": settings.rerank_question_span}}}
+                         "device": qr.device, "dtype": qr.dtype,
+                         # the rest of qr's configuration (model, heads, adapter, device, dtype are above)
+                         "rerank": {key: value for key, value in qr.to_json().items()
+                                    if key not in ("model", "heads", "adapter", "device", "dtype")}}}
+    if "default" in names:  # the out-of-the-box ranker, so a resume cannot mix two under that name
+        meta["settings"]["default"] = _resolved(default_ranker_config(settings)).to_json()
     if args.trained:  # which checkpoint "qr_trained" is, so a resume cannot mix two under one name
         meta["settings"]["trained"] = checkpoint_fingerprint(args.trained)
     if args.resume:
@@ -158,41 +155,16 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _adapter_name(adapter) -> str:
-    """How the run file names the adapter "qr" merges into the reranker (reranker_adapter resolved)."""
-    from ..rerank.adapter import SHIPPED_DIR
-
-    if adapter is None:
-        return "none"
-    return adapter.path.name if adapter.path.parent == SHIPPED_DIR else str(adapter.path)
-
-
-def _device_and_dtype(settings: Settings) -> dict:
-    """The device and dtype the rerankers of this run compute in on this machine."""
-    from ..models import resolve_device
-    from ..rerank.qr import resolve_dtype
-
-    device = resolve_device(settings.device)
-    return {"device": device, "dtype": str(resolve_dtype(settings.dtype, device)).removeprefix("torch.")}
-
-
-def _orders(settings: Settings, adapter) -> int:
-    """The candidate orders "qr" scores on this machine (rerank_permutations 0 = auto: by device, and by
-    whether its heads were trained — found here as QRRanker finds them, without loading the model)."""
+def _resolved(config: QRRankerConfig) -> QRRankerConfig:
+    """``config`` with its "auto" values decided as QRRanker decides them on this machine, without loading
+    the model; as it is when no heads are known for the model (a run without QR configurations)."""
     from ..errors import BookQAError
-    from ..models import resolve_device
-    from ..rerank.debias import resolve_permutations, trained_heads
-    from ..rerank.heads import resolve_heads
+    from ..rerank.config import resolve_config
 
-    trained = False
-    if settings.rerank_permutations == 0:
-        try:
-            heads = resolve_heads(settings.reranker_model, settings.reranker_heads or None,
-                                  model_dir=str(adapter.path) if adapter else None)
-            trained = trained_heads(heads)
-        except BookQAError:  # no heads known: QRRanker itself will say so
-            pass
-    return resolve_permutations(settings.rerank_permutations, resolve_device(settings.device), trained)
+    try:
+        return resolve_config(config).config
+    except BookQAError:  # no heads known: QRRanker itself will say so
+        return config
 
 
 def _changed(stored: dict, now: dict, prefix: str = "") -> list[str]:
@@ -243,6 +215,8 @@ def _check_same_settings(run_file: Path, settings: dict) -> None:
     for key in ("device", "dtype"):  # runs from before these were resolved recorded "auto": unknown, passes
         if stored.get(key) == "auto":
             stored.pop(key)
+    if (stored.get("rerank") or {}).get("question_span") == "auto":  # likewise, from before it was resolved
+        stored["rerank"] = {k: v for k, v in stored["rerank"].items() if k != "question_span"}
     if "trained" in stored and "trained" not in settings:
         settings["trained"] = stored["trained"]  # the caller writes these settings to the run file
     elif "trained" in stored:  # compared by content: the same checkpoint, moved, made the same rows
@@ -255,8 +229,8 @@ def _check_same_settings(run_file: Path, settings: dict) -> None:
 
 def _report_only(out: Path, dataset: str, selection) -> int:
     """Rewrite the report of the questions this command selects, with the stored run description."""
-    from ..evaluate.report import write_report
-    from ..evaluate.runner import read_rows
+    from ..lab.evaluate.report import write_report
+    from ..lab.evaluate.runner import read_rows
     from ..fileio import read_json
 
     rows = selection.rows_of(read_rows(out / f"{dataset}.jsonl"))

@@ -101,7 +101,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
-    from ..rerank.detect import detect
+    from ..lab.detection.detect import detect
 
     progress = TqdmProgress(quiet=args.quiet)
     command = _detect_command(args, settings)
@@ -143,8 +143,8 @@ def _detect_command(args: argparse.Namespace, settings: Settings) -> str:
 
 
 def cmd_build_seeds(args: argparse.Namespace, settings: Settings) -> int:
-    from ..models import fast_tokenizer
-    from ..rerank.seeds import build_seeds, write_seeds
+    from ..weights import fast_tokenizer
+    from ..lab.detection.seeds import build_seeds, write_seeds
 
     tok = fast_tokenizer(settings.reranker_model, settings)
     items = build_seeds(args.dataset, args.data, tok, select=args.select, per_doc=args.per_doc, limit=args.limit,
@@ -159,8 +159,8 @@ def cmd_build_seeds(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from ..fileio import write_json
     from ..rerank import QRRanker
-    from ..rerank.detect import evaluate_heads
-    from ..rerank.seeds import read_seeds
+    from ..lab.detection.detect import evaluate_heads
+    from ..lab.detection.seeds import read_seeds
 
     items = [it for path in args.data for it in read_seeds(path)]
     if args.limit is not None:
@@ -195,10 +195,10 @@ def cmd_prior(args: argparse.Namespace, settings: Settings) -> int:
 
     from ..errors import ConfigError
     from ..rerank import QRRanker
-    from ..rerank.debias import with_prior
+    from ..rerank.orders import with_prior
     from ..rerank.heads import save_heads
-    from ..rerank.prior import estimate_priors
-    from ..rerank.seeds import read_seeds
+    from ..lab.detection.prior import estimate_priors
+    from ..lab.detection.seeds import read_seeds
 
     items = [it for path in args.data for it in read_seeds(path)]
     if args.limit is not None and len(items) > args.limit:
@@ -253,7 +253,7 @@ def cmd_prior(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     from ..errors import BookQAError
-    from ..models import causal_lm_source
+    from ..weights import causal_lm_source
     from ..rerank.heads import head_name, resolve_heads
 
     source = None

@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from ..retrieve import METHODS, retriever_for
+from ..library import Library
+from ..retrieve import METHODS, retriever_for, search
 from ..settings import Settings
-from ..store import Library
 
 SNIPPET_CHARS = 100
 
@@ -35,7 +35,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     t0 = time.perf_counter()
     retriever_for(book, args.method, settings)  # load the indexes (and embedder) first, to time them apart
     t1 = time.perf_counter()
-    candidates = book.search(args.query, k=settings.top_k, method=args.method, settings=settings)
+    candidates = search(book, args.query, k=settings.top_k, method=args.method, settings=settings)
     t2 = time.perf_counter()
     print(f"{book.title}: {len(candidates)} candidates by {args.method} in {(t2 - t1) * 1000:.0f} ms"
           f" (indexes loaded in {t1 - t0:.1f} s)")

@@ -69,7 +69,7 @@ def _log(line: str) -> None:
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from ..errors import ConfigError
-    from ..train.trainer import TrainOptions, train
+    from ..lab.train.trainer import TrainOptions, train
 
     if not args.data or not args.out:
         raise ConfigError("bookqa train needs --data SAMPLES.jsonl and --out DIR")
@@ -116,8 +116,8 @@ def _command(args: argparse.Namespace, settings: Settings) -> str:
 
 
 def cmd_samples(args: argparse.Namespace, settings: Settings) -> int:
-    from ..models import fast_tokenizer
-    from ..train.samples import build_samples, write_samples
+    from ..weights import fast_tokenizer
+    from ..lab.train.samples import build_samples, write_samples
 
     tok = fast_tokenizer(settings.reranker_model, settings)
     val_frac = settings.train_val_frac if args.val_frac is None else args.val_frac

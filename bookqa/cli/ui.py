@@ -11,9 +11,9 @@ import sys
 from typing import Optional
 
 from ..errors import ConfigError
+from ..library import Library
 from ..progress import TqdmProgress
 from ..settings import Settings
-from ..store import Library
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -50,7 +50,7 @@ def _overflow(exc: Exception, n_ctx: int) -> GeneratorError:
 
 class LocalGenerator:
     def __init__(self, settings: Settings, progress: Progress = no_progress):
-        from ..models import gguf_file
+        from ..weights import gguf_file
 
         self.path = gguf_file(settings.generator_model, settings, progress)
         self.n_ctx = settings.generator_n_ctx

@@ -71,7 +71,7 @@ def find_adapter(name: str) -> Optional[Adapter]:
 
 def _canonical(model: str) -> str:
     """One spelling per model: the registry name, an absolute path, or the hub id as given."""
-    from ..models import lookup
+    from ..weights import lookup
 
     registered = lookup(model)
     if registered is not None:
@@ -212,7 +212,7 @@ def apply_adapter(model, adapter: Adapter) -> int:
 def model_source(name: str, settings, progress=None) -> tuple[str, Optional[Adapter]]:
     """What to pass to ``qr.load_model`` for ``name``: the weights' directory or hub id (the base model's
     when ``name`` is an adapter directory), and the adapter to merge into them (None for a plain model)."""
-    from ..models import causal_lm_source
+    from ..weights import causal_lm_source
     from ..progress import no_progress
 
     adapter = find_adapter(name)

@@ -229,7 +229,7 @@ def heads_from_config(model_dir: Path | str) -> Optional[HeadSet]:
 
 
 def _shipped_name(model_name: str) -> Optional[str]:
-    from ..models import lookup
+    from ..weights import lookup
 
     entry = lookup(model_name)
     if entry is not None:

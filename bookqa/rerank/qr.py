@@ -22,6 +22,8 @@ Scores are listwise: they are comparable only within one call (all candidates sh
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import time
 from typing import Any, Optional, Sequence, Union
@@ -32,11 +34,12 @@ from ..errors import ConfigError, InputError, ModelError
 from ..progress import Progress, no_progress
 from ..settings import Settings
 from .base import Candidate, RankedResults, Reranker, make_results, rank_inputs
+from .config import QRRankerConfig, resolve_config
 from .heads import HeadSet, head_name, parse_head, resolve_heads
 from .prompt import BuiltPrompt, PromptLayout, build_prompt
+from .orders import ScorePass, pass_timings, prior_for, rank_in_orders, score_pass
 from .readout import check_supported, decoder_of, new_cache, read_out
 
-AGGREGATES = ("sum", "max")
 NULL_QUERY = "N/A"
 # Default dtype on CPU. Measured on this project's 2-core AVX512-BF16 CPU with Qwen2.5-Coder-0.5B over
 # 10 real ~2.3k-token reranking prompts (benchmarks and numbers: docs/heads-qwen2.5-coder-0.5b.md):
@@ -139,11 +142,9 @@ def load_tokenizer(source: str):
     return tok
 
 
-def choose_layout(heads: HeadSet, settings: Settings, layout: Optional[PromptLayout] = None,
-                  question_span: Optional[str] = None) -> PromptLayout:
+def choose_layout(heads: HeadSet, question_span: str = "auto", layout: Optional[PromptLayout] = None) -> PromptLayout:
     """The prompt layout: the argument, else the one the heads were detected with (recorded in the
-    heads file), else the default. The question span: the argument, else the setting unless it is
-    "auto", else the layout's."""
+    heads file), else the default; its question span: ``question_span`` unless "auto", else the layout's."""
     if layout is None:
         recorded = heads.detection.get("prompt_layout")
         if isinstance(recorded, dict):
@@ -151,21 +152,26 @@ def choose_layout(heads: HeadSet, settings: Settings, layout: Optional[PromptLay
             layout = PromptLayout(**{k: v for k, v in recorded.items() if k in known})
         else:
             layout = PromptLayout()
-    span = question_span or (settings.rerank_question_span if settings.rerank_question_span != "auto"
-                             else None) or layout.question_span
+    span = question_span if question_span and question_span != "auto" else layout.question_span
     return PromptLayout(**{**layout.to_json(), "question_span": span})
 
 
-def _as_headset(heads: Union[HeadSet, Sequence, str, None], model_name: str, model_dir: Optional[str]) -> HeadSet:
+def _as_headset(heads: Union[HeadSet, Sequence]) -> HeadSet:
     if isinstance(heads, HeadSet):
         return heads
-    if heads is None or isinstance(heads, str):
-        return resolve_heads(model_name, heads or None, model_dir=model_dir)
     return HeadSet(heads=[parse_head(h) for h in heads], source="argument")
 
 
+def _model_heads(config: QRRankerConfig) -> HeadSet:
+    """The heads of a model passed in loaded: the configured heads file, else those known for its name."""
+    return resolve_heads(config.model, config.heads or None, model_dir=None)
+
+
 class QRRanker(Reranker):
-    """Attention reranker over selected QR heads (see module docstring)."""
+    """Attention reranker over selected QR heads (see module docstring).
+
+    Configured by a ``QRRankerConfig`` (``config=``), or by the settings with the keyword arguments
+    overriding them; ``model`` may also be a loaded ``(model, tokenizer)`` pair, used as it is."""
 
     name = "qr"
 
@@ -174,55 +180,51 @@ class QRRanker(Reranker):
                  question_span: Optional[str] = None, calibrate: Optional[bool] = None,
                  aggregate: Optional[str] = None, layout: Optional[PromptLayout] = None,
                  debias: Optional[str] = None, permutations: Optional[int] = None,
-                 refine: Optional[int] = None, progress: Progress = no_progress):
+                 refine: Optional[int] = None, progress: Progress = no_progress,
+                 config: Optional[QRRankerConfig] = None):
         import torch
-
-        from ..models import resolve_device
 
         settings = settings or Settings.from_env()
         self.settings = settings
-        self.aggregate = aggregate or settings.rerank_aggregate
-        if self.aggregate not in AGGREGATES:
-            raise ConfigError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
-        self.calibrate = settings.rerank_calibrate if calibrate is None else bool(calibrate)
-        self.debias = debias or settings.rerank_debias
-        orders = settings.rerank_permutations if permutations is None else int(permutations)  # 0 = auto
-        refine = settings.rerank_refine if refine is None else int(refine)  # -1 = auto
-        self._layout_arg, self._span_arg = layout, question_span
+        loaded = model if isinstance(model, (tuple, list)) else None
+        if config is None:
+            model_name = None
+            if loaded is not None:
+                model_name = getattr(loaded[0].config, "_name_or_path", "") or type(loaded[0]).__name__
+            elif model is not None:
+                model_name = str(model)
+            config = QRRankerConfig.from_settings(
+                settings, model=model_name, heads=heads if isinstance(heads, str) else None,
+                device=None if device == "auto" else device, dtype=None if dtype == "auto" else dtype,
+                question_span=question_span, calibrate=calibrate, aggregate=aggregate, debias=debias,
+                permutations=permutations, refine=refine)
         if settings.threads > 0:
             torch.set_num_threads(settings.threads)
-
-        if model is None:
-            model = settings.reranker_model
-        if isinstance(model, (tuple, list)):
-            self.model, self.tokenizer = model
-            self.model_name = getattr(self.model.config, "_name_or_path", "") or type(self.model).__name__
-            self.adapter = None  # a model passed in is used as it is
-            self.heads = _as_headset(heads if heads is not None else (settings.reranker_heads or None),
-                                     self.model_name, None)
+        given_heads = None if heads is None or isinstance(heads, str) else _as_headset(heads)
+        if loaded is not None:
+            self.model, self.tokenizer = loaded
             self.device = str(next(self.model.parameters()).device)
+            # a model passed in is used as it is: no adapter, its own device and dtype
+            config = config.replace(adapter="none", device=self.device, dtype=self.dtype)
+            resolved = resolve_config(config, adapter=None, heads=given_heads or _model_heads(config))
         else:
             from .adapter import model_source
 
-            self.model_name = str(model)
-            source, adapter = model_source(self.model_name, settings, progress)  # trained heads may be an adapter
-            if adapter is None:
-                from .adapter import chosen_adapter
-
-                adapter = chosen_adapter(self.model_name, settings.reranker_adapter,
-                                         heads_given=heads is not None or bool(settings.reranker_heads))
-            self.heads = _as_headset(heads if heads is not None else (settings.reranker_heads or None),
-                                     self.model_name, str(adapter.path) if adapter else source)
-            self.adapter = adapter
-            dev = device if device != "auto" else settings.device
-            self.device = resolve_device(dev)
+            source, adapter = model_source(config.model, settings, progress)  # trained heads may be an adapter
+            resolved = resolve_config(config, model_dir=source, adapter=adapter, heads=given_heads)
+            self.device = resolved.config.device
             progress("loading reranker model", 0, 1)
-            self.model = load_model(source, device=self.device,
-                                    dtype=dtype if dtype != "auto" else settings.dtype,
-                                    keep_layers=self.heads.deepest_layer + 1, adapter=adapter)
+            self.model = load_model(source, device=self.device, dtype=resolved.config.dtype,
+                                    keep_layers=resolved.heads.deepest_layer + 1, adapter=resolved.adapter)
             self.tokenizer = load_tokenizer(source)
             progress("loading reranker model", 1, 1)
-        self.layout = self._choose_layout(settings)
+        self.config = resolved.config
+        self.model_name = self.config.model
+        self.adapter, self.heads = resolved.adapter, resolved.heads
+        self.aggregate, self.calibrate, self.debias = self.config.aggregate, self.config.calibrate, self.config.debias
+        self.permutations, self.refine = self.config.permutations, self.config.refine
+        self.layout = choose_layout(self.heads, self.config.question_span, layout)
+        self.config = self.config.replace(question_span=self.layout.question_span)
         check_supported(self.model)
         decoder = decoder_of(self.model)
         cfg = decoder.config
@@ -232,17 +234,8 @@ class QRRanker(Reranker):
                              f"{self.heads.deepest_layer}")
         self.max_positions = int(getattr(cfg, "max_position_embeddings", 0) or 0)
         self._lock = threading.Lock()
-        from .debias import check_options, prior_for, resolve_permutations, resolve_refine, trained_heads
-
-        # auto needs the device, and whether the heads were trained
-        self.permutations = resolve_permutations(orders, self.device, trained_heads(self.heads))
-        self.refine = resolve_refine(refine, self.permutations)
-        check_options(self.debias, self.permutations, self.refine)
         # The prior must have been estimated with this scoring (calibration, aggregation, span).
         self.position_prior = prior_for(self, self.calibrate) if self.debias == "position" else None
-
-    def _choose_layout(self, settings: Settings) -> PromptLayout:
-        return choose_layout(self.heads, settings, self._layout_arg, self._span_arg)
 
     # ------------------------------------------------------------------------------------------
     @property
@@ -335,27 +328,55 @@ class QRRanker(Reranker):
         texts, ids = rank_inputs(query, chunks)
         if not texts:
             return make_results(query, [], [], info={"reranker": self.name})
-        if self.debias != "none" or self.permutations > 1 or self.refine > 1:
-            from .debias import robust_rank
 
-            return robust_rank(self, query, texts, ids, prefix, per_head)
-        scores, info = self.head_scores(query, texts, prefix)
-        total = scores.sum(axis=0)
-        heads_named = [head_name(h) for h in self.heads.heads]
-        per = ([{heads_named[k]: float(scores[k, i]) for k in range(len(heads_named))} for i in range(len(texts))]
-               if per_head else None)
-        timings = info.pop("timings")
-        info.update(self.describe())
-        return make_results(query, total.tolist(), ids, per_head=per, timings=timings, info=info)
+        def score(indices: Sequence[int], order: Sequence[int]) -> ScorePass:
+            return score_pass(self, query, [texts[i] for i in indices], prefix, order, with_null=self.calibrate)
+
+        t0 = time.perf_counter()
+        prior = self.position_prior if self.debias == "position" else None
+        ranked = rank_in_orders(score, len(texts), self.permutations, self.refine, self.calibrate, prior)
+        passes = ranked.passes
+        timings = pass_timings(passes, self.calibrate)
+        timings["combine"] = ranked.combine_seconds
+        if ranked.refined is not None:
+            extra = ranked.refined
+            timings["refine"] = extra.seconds(self.calibrate)
+            for key in ("prompt", "forward", "calibrate"):
+                if key in timings:
+                    timings[key] += extra.timings.get(key, 0.0)
+        timings["total"] = time.perf_counter() - t0
+        per = None
+        if per_head:
+            # The input-order pass's per-head scores (with more passes the final score is normalised:
+            # not their sum).
+            first = passes[0]
+            ph = first.per_head - first.null_per_head if self.calibrate else first.per_head
+            names = [head_name(h) for h in self.heads.heads]
+            per = [{names[k]: float(ph[k, i]) for k in range(len(names))} for i in range(len(texts))]
+        info = {"prompt_tokens": passes[0].prompt_tokens, "question_tokens": passes[0].question_tokens,
+                "layers_run": passes[0].layers_run, "passes": len(passes),
+                "refined": len(ranked.shown) if ranked.refined is not None else None,
+                "prior_mode": prior.mode if prior is not None else None, **self.describe()}
+        return make_results(query, ranked.scores.tolist(), ids, per_head=per, timings=timings, info=info)
+
+    def pass_tag(self) -> str:
+        """A short key for what decides a pass's scores (model, adapter, heads, scoring, dtype): stored
+        passes of another ranker are never reused. A ranker without an adapter keeps the key it had before
+        adapters existed, so passes stored then are still found."""
+        what = {"model": self.model_name, "heads": [list(h) for h in self.heads.heads],
+                "aggregate": self.aggregate, "layout": self.layout.to_json(), "dtype": self.dtype}
+        if self.adapter is not None:
+            what["adapter"] = self.config.adapter
+        return hashlib.sha1(json.dumps(what, sort_keys=True).encode("utf-8")).hexdigest()[:10]
 
     def describe(self) -> dict[str, Any]:
-        """What the results' ``info`` says about this ranker (shared with the order-robust path)."""
-        return {"reranker": self.name, "model": self.model_name,
-                "adapter": self.adapter.path.name if self.adapter is not None else None,
-                "heads": len(self.heads.heads),
-                "heads_source": self.heads.source, "calibrate": self.calibrate, "aggregate": self.aggregate,
-                "debias": self.debias, "permutations": self.permutations, "refine": self.refine,
-                "question_span": self.layout.question_span, "device": self.device, "dtype": self.dtype}
+        """What the results' ``info`` says about this ranker: its resolved configuration."""
+        c = self.config
+        return {"reranker": self.name, "model": c.model,
+                "adapter": None if self.adapter is None else self.adapter.path.name,
+                "heads": len(self.heads.heads), "heads_source": self.heads.source, "calibrate": c.calibrate,
+                "aggregate": c.aggregate, "debias": c.debias, "permutations": c.permutations, "refine": c.refine,
+                "question_span": self.layout.question_span, "device": c.device, "dtype": self.dtype}
 
 
 def _crop_cache(cache, keep: int) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping, Optional, Protocol
 
 from ..errors import ConfigError, InputError, NotFoundError
 from ..settings import Settings
+from .candidate import Candidate
+from .fusion import reciprocal_rank_fusion
 
 if TYPE_CHECKING:
     from ..store import Book
@@ -16,18 +17,6 @@ if TYPE_CHECKING:
     from .dense import DenseIndex
 
 METHODS = ("hybrid", "bm25", "dense")
-
-
-@dataclass
-class Candidate:
-    """One retrieved chunk. ``rank`` counts from 1; ``ranks``/``scores`` hold each retriever's own rank
-    and score for the chunk (absent where that retriever did not return it), e.g. {"bm25": 3, "dense": 10}."""
-
-    chunk_id: int
-    score: float
-    rank: int
-    ranks: dict[str, int] = field(default_factory=dict)
-    scores: dict[str, float] = field(default_factory=dict)
 
 
 class Retriever(Protocol):
@@ -84,8 +73,6 @@ class HybridRetriever:
         self.depth = depth
 
     def search(self, query: str, k: int) -> list[Candidate]:
-        from .fusion import reciprocal_rank_fusion
-
         depth = max(k, self.depth)
         rankings = {name: r.top(query, depth) for name, r in self.retrievers.items()
                     if self.weights.get(name, 1.0) > 0}
@@ -128,7 +115,7 @@ def _bm25(book: "Book") -> Bm25Retriever:
 
 
 def _dense(book: "Book", settings: Settings) -> DenseRetriever:
-    from ..models import resolve_device
+    from ..weights import resolve_device
     from .dense import EMBEDDINGS_FILE, DenseIndex, load_embedder
 
     st = _done_stage(book, "dense")

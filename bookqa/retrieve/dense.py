@@ -52,7 +52,7 @@ class Embedder:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
-        from ..models import embedder_source
+        from ..weights import embedder_source
 
         self.name = name
         self.source = embedder_source(name)

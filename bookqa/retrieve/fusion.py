@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
 
-from .base import Candidate
+from .candidate import Candidate
 
 
 def reciprocal_rank_fusion(rankings: Mapping[str, Sequence[tuple[int, float]]],

@@ -50,7 +50,7 @@ class DenseStage:
                            settings.embed_window_overlap)
 
     def run(self, book: Book, settings: Settings, progress: Progress) -> dict[str, Any]:
-        from ..models import resolve_device
+        from ..weights import resolve_device
         from .dense import embed_chunks, load_embedder
 
         embedder = load_embedder(settings.embed_model, resolve_device(settings.device), settings.threads,

@@ -16,8 +16,8 @@ import sys
 
 import numpy as np
 
-from bookqa.evaluate.bias import top1_position
-from bookqa.evaluate.metrics import bootstrap_ci, recall_at_k
+from bookqa.lab.evaluate.bias import top1_position
+from bookqa.lab.evaluate.metrics import bootstrap_ci, recall_at_k
 from bookqa.retrieve.fusion import reciprocal_rank_fusion
 
 

@@ -1,0 +1,1 @@
+"""QR head detection: seed items, the detection itself, per-position priors, synthetic checks."""

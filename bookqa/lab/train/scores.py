@@ -1,0 +1,120 @@
+"""Differentiable QR scores (spec §3.1) for training.
+
+The same quantity QRRanker ranks by (bookqa/rerank/qr.py, ``aggregate="sum"``, no calibration)::
+
+    s(c) = Σ_{h∈H_QR} (1/|Q|) Σ_{t∈Q} Σ_{j∈c} A_h[t, j]
+
+computed with gradients: the forward runs layer by layer up to the deepest layer holding a QR head (the
+deepest one attention-only), and in each QR layer the capture attention of bookqa/rerank/readout.py
+computes softmax(q·Kᵀ/√d) for the question rows of the selected heads only, from the model's own
+post-RoPE q/k — O(heads × |Q| × N), never an N × N matrix (the layer output itself comes from the
+ordinary SDPA kernel). With ``checkpointing`` each decoder layer is recomputed in the backward pass
+instead of keeping its activations (torch.utils.checkpoint, non-reentrant; the capture is re-entered
+inside the recomputation, so the recomputed rows are the same tensors).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+
+from ...errors import InputError, ModelError
+from ...rerank.heads import HeadSet
+from ...rerank.prompt import BuiltPrompt, PromptLayout, build_prompt
+from ...rerank.readout import capturing, check_supported, decoder_of
+
+
+class QRScorer:
+    """Candidate scores of one prompt as a differentiable (n_candidates,) float32 tensor."""
+
+    def __init__(self, model, tokenizer, heads: HeadSet, layout: PromptLayout = PromptLayout(),
+                 checkpointing: bool = True, autocast_dtype: Optional[torch.dtype] = None):
+        check_supported(model)
+        self.model = model  # the decoder model itself (LoRA layers, if any, are injected in place)
+        self.decoder = decoder_of(model)
+        self.tokenizer = tokenizer
+        self.heads = heads
+        self.layout = layout
+        self.checkpointing = checkpointing
+        self.autocast_dtype = autocast_dtype  # bf16 mixed precision on CUDA; None = the weights' dtype
+        self.by_layer = heads.by_layer()
+        self.deepest = heads.deepest_layer
+        n_layers = len(self.decoder.layers)
+        heads.validate_for(n_layers, self.decoder.config.num_attention_heads)
+        self.max_positions = int(getattr(self.decoder.config, "max_position_embeddings", 0) or 0)
+
+    @property
+    def device(self) -> torch.device:
+        return self.decoder.embed_tokens.weight.device
+
+    def prompt(self, question: str, candidates: Sequence[str], prefix: Optional[str] = None) -> BuiltPrompt:
+        prompt = build_prompt(self.tokenizer, question, candidates, prefix, self.layout)
+        if self.max_positions and prompt.n_tokens > self.max_positions:
+            raise InputError(f"the training prompt has {prompt.n_tokens} tokens, more than the model's "
+                             f"{self.max_positions}; use fewer or shorter candidates")
+        return prompt
+
+    def scores(self, prompt: BuiltPrompt) -> torch.Tensor:
+        """s(c) for each candidate of ``prompt`` (gradients flow when grad mode is on)."""
+        if self.autocast_dtype is not None:
+            with torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype):
+                return self._scores(prompt)
+        return self._scores(prompt)
+
+    def _scores(self, prompt: BuiltPrompt) -> torch.Tensor:
+        from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
+
+        decoder, config, device = self.decoder, self.decoder.config, self.device
+        ids = torch.tensor([prompt.input_ids], dtype=torch.long, device=device)
+        rows = list(range(*prompt.question))
+        segments = torch.from_numpy(prompt.segment_map()).to(device)
+        n = len(prompt.candidates)
+        t_len = ids.shape[1]
+        hidden = decoder.embed_tokens(ids)
+        position_ids = torch.arange(t_len, device=device)[None]
+        layer_types = list(getattr(config, "layer_types", None) or ["full_attention"] * len(decoder.layers))
+        with capturing(self.model, {}, rows):  # masks for the capture attention, as read_out builds them
+            mask_kwargs = dict(config=config, inputs_embeds=hidden, attention_mask=None, cache=None,
+                               position_ids=position_ids)
+            masks = {"full_attention": create_causal_mask(**mask_kwargs)}
+            if "sliding_attention" in layer_types[:self.deepest + 1]:
+                masks["sliding_attention"] = create_sliding_window_causal_mask(**mask_kwargs)
+        position_embeddings = decoder.rotary_emb(hidden, position_ids)
+
+        def run_layer(i: int, hidden: torch.Tensor):
+            layer = decoder.layers[i]
+            heads = self.by_layer.get(i)
+            last = i == self.deepest
+            with capturing(self.model, {i: heads} if heads else {}, rows, segments=segments, n_segments=n,
+                           skip_output=(i,) if last else ()) as capture:
+                if last:
+                    # Only the attention of the deepest layer is read; its output and MLP are not needed.
+                    layer.self_attn(hidden_states=layer.input_layernorm(hidden),
+                                    position_embeddings=position_embeddings, attention_mask=masks[layer_types[i]],
+                                    position_ids=position_ids, cache=None, use_cache=False)
+                    out = None
+                else:
+                    out = layer(hidden, attention_mask=masks[layer_types[i]], position_ids=position_ids,
+                                cache=None, use_cache=False, position_embeddings=position_embeddings)
+            return out, capture.row_sum.get(i)
+
+        total = torch.zeros(n, dtype=torch.float32, device=device)
+        found = set()
+        for i in range(self.deepest + 1):
+            if self.checkpointing and torch.is_grad_enabled() and i < self.deepest:
+                from torch.utils.checkpoint import checkpoint
+
+                hidden_out, row_sum = checkpoint(run_layer, i, hidden, use_reentrant=False)
+            else:
+                hidden_out, row_sum = run_layer(i, hidden)
+            if row_sum is not None:
+                # (heads, rows, n): mean over the question rows, sum over the layer's selected heads
+                total = total + row_sum.mean(dim=1).sum(dim=0)
+                found.add(i)
+            if hidden_out is not None:
+                hidden = hidden_out
+        missing = set(self.by_layer) - found
+        if missing:
+            raise ModelError(f"layers {sorted(missing)} did not dispatch through the attention interface; "
+                             f"this model architecture is not supported by QR training")
+        return total
