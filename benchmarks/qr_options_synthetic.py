@@ -2,7 +2,7 @@
 
     python benchmarks/qr_options_synthetic.py [--items 40] [--options plain,cal,pos,cal_pos,perm,pos_perm,cal_pos_perm,refine,perm_refine]
 
-~20 passages about made-up people per item, the question names one of them (bookqa/rerank/synthetic.py);
+~20 passages about made-up people per item, the question names one of them (bookqa/lab/detection/synthetic.py);
 the named passage is rarely first in the prompt, so a ranker that leans on position misses it. One model is
 loaded and shared by every option; prints, per option, how often the named passage came first, how often
 the top-1 was the prompt's first passage, and the seconds. The real-model test asks >= 95% for the default.

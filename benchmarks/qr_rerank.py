@@ -1,9 +1,10 @@
 """QR read-out cost against its floor and against eager attention, on the embedded model.
 
-    python benchmarks/qr_rerank.py [--chunks 50] [--small-chunks 13] [--chunk-tokens 150]
+    python benchmarks/qr_rerank.py [--chunks 50] [--small-chunks 13] [--chunk-tokens 150] [--book PATH]
 
-Builds ~150-token chunks from Moby Dick (the body of /work/shared/data/gutenberg_novels/
-pg2701_moby_dick.txt), and a question naming something in one of them, then measures, each mode in its
+Builds ~150-token chunks from Moby Dick (``--book``, by default
+``../shared/data/gutenberg_novels/pg2701_moby_dick.txt`` relative to the parent of the repository root),
+and a question naming something in one of them, then measures, each mode in its
 own subprocess (so peak RSS does not mix):
 
   (a) readout : QRRanker.rank with the shipped heads (forward stops at the deepest head's layer)
@@ -31,7 +32,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BOOK = Path("/work/shared/data/gutenberg_novels/pg2701_moby_dick.txt")
+BOOK = ROOT.parent / "shared" / "data" / "gutenberg_novels" / "pg2701_moby_dick.txt"
 MODEL = "qwen2.5-coder-0.5b"
 
 
@@ -41,14 +42,14 @@ def _setup():
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
-def make_chunks(n: int, chunk_tokens: int, pool: int = 50) -> tuple[list[str], str, int]:
+def make_chunks(n: int, chunk_tokens: int, pool: int = 50, book: Path = BOOK) -> tuple[list[str], str, int]:
     """n consecutive ~chunk_tokens chunks of whole sentences from chapter 3 on, always including the one
     describing Queequeg's counterpane, and a question naming it; returns (chunks, question, its index)."""
     from bookqa.weights import fast_tokenizer
     from bookqa.settings import Settings
 
     tok = fast_tokenizer(MODEL, Settings.from_env())
-    text = BOOK.read_text(encoding="utf-8")
+    text = Path(book).read_text(encoding="utf-8")
     start = text.find("CHAPTER 3. The Spouter-Inn")
     start = text.find("CHAPTER 3. The Spouter-Inn", start + 1)  # the chapter itself, not the contents line
     sentences = re.split(r"(?<=[.!?])\s+", " ".join(text[start:].split()))
@@ -68,7 +69,7 @@ def make_chunks(n: int, chunk_tokens: int, pool: int = 50) -> tuple[list[str], s
     return chunks, "What was the counterpane on the harpooneer's bed like?", target - first
 
 
-def run_mode(mode: str, n_chunks: int, chunk_tokens: int) -> dict:
+def run_mode(mode: str, n_chunks: int, chunk_tokens: int, book: Path = BOOK) -> dict:
     """Runs in the child process: load, one warm-up-free timed pass, report time and peak RSS."""
     _setup()
     import torch
@@ -82,7 +83,7 @@ def run_mode(mode: str, n_chunks: int, chunk_tokens: int) -> dict:
     settings = Settings.from_env()
     if settings.threads > 0:
         torch.set_num_threads(settings.threads)
-    chunks, question, target = make_chunks(n_chunks, chunk_tokens)
+    chunks, question, target = make_chunks(n_chunks, chunk_tokens, book=book)
     source = causal_lm_source(MODEL, settings)
     heads = resolve_heads(MODEL, None, model_dir=source)
     keep = heads.deepest_layer + 1
@@ -101,7 +102,7 @@ def run_mode(mode: str, n_chunks: int, chunk_tokens: int) -> dict:
         from bookqa.rerank.qr import choose_layout
 
         tok = load_tokenizer(source)
-        prompt = build_prompt(tok, question, chunks, layout=choose_layout(heads, settings))
+        prompt = build_prompt(tok, question, chunks, layout=choose_layout(heads, settings.rerank_question_span))
         ids = torch.tensor([prompt.input_ids])
         model = load_model(source, device="cpu", dtype="auto", keep_layers=keep)
         out["dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")
@@ -125,8 +126,9 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child(mode: str, n_chunks: int, chunk_tokens: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", mode, "--chunks", str(n_chunks), "--chunk-tokens", str(chunk_tokens)]
+def child(mode: str, n_chunks: int, chunk_tokens: int, book: Path = BOOK) -> dict:
+    cmd = [sys.executable, __file__, "--child", mode, "--chunks", str(n_chunks), "--chunk-tokens", str(chunk_tokens),
+           "--book", str(book)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         return {"mode": mode, "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
@@ -173,6 +175,7 @@ def main() -> int:
     ap.add_argument("--chunks", type=int, default=50)
     ap.add_argument("--small-chunks", type=int, default=13)
     ap.add_argument("--chunk-tokens", type=int, default=150)
+    ap.add_argument("--book", type=Path, default=BOOK, help="the Moby Dick text (Project Gutenberg #2701)")
     ap.add_argument("--dtypes", metavar="SEED.jsonl", help="compare float32 and bfloat16 on seed items instead")
     ap.add_argument("--n", type=int, default=10)
     ap.add_argument("--heads", help="heads file (default: the shipped one)")
@@ -181,7 +184,7 @@ def main() -> int:
     if args.dtypes:
         return compare_dtypes(args.dtypes, args.n, args.heads)
     if args.child:
-        print(json.dumps(run_mode(args.child, args.chunks, args.chunk_tokens)))
+        print(json.dumps(run_mode(args.child, args.chunks, args.chunk_tokens, args.book)))
         return 0
 
     _setup()
@@ -189,7 +192,7 @@ def main() -> int:
     for size, n in (("large", args.chunks), ("small", args.small_chunks)):
         modes = ("readout", "sdpa") if size == "large" else ("readout", "sdpa", "eager")
         for mode in modes:
-            r = child(mode, n, args.chunk_tokens)
+            r = child(mode, n, args.chunk_tokens, args.book)
             results[(size, mode)] = r
             print(json.dumps({"size": size, **r}), flush=True)
     from transformers import AutoConfig

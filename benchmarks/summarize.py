@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bookqa.library import Library# noqa: E402
+from bookqa.library import Library  # noqa: E402
 from bookqa.settings import Settings  # noqa: E402
 from bookqa.stages import ChunkStage  # noqa: E402
 from summarizer import Summarizer  # noqa: E402

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 from .chunk import Chunk
+from .text import HAN_IDEOGRAPH
 
 # [1]  [1, 3]  [1,2,3]  [1-3]  【1】  【1，3】  ［2］  — a bracket holding only numbers, commas, dashes.
 _CITE = re.compile(r"[\[【［]\s*(\d+(?:\s*(?:[,，、;；]|[-–~～])\s*\d+)*)\s*[\]】］]")
@@ -20,13 +21,12 @@ _SENTENCE_END = re.compile(r"(?<=[.!?。！？])[\"'”’」』)]*\s+|(?<=[。�
 # Words whose full stop does not end a sentence ("Dr. Watson"), and single initials ("J. Smith").
 _ABBREVIATION = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Mme|Mlle|Dr|St|Prof|Rev|Col|Capt|Lt|Gen|Sgt|Sr|Jr|Hon|Gov|"
                            r"vs|etc|e\.g|i\.e|cf|No|Vol|Fig|Mt|Ft)|\b[A-Z])\.$")
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
 def is_chinese(text: str) -> bool:
     """True when CJK ideographs make up a good share of the letters (the answer should be Chinese)."""
-    cjk = len(_CJK.findall(text))
+    cjk = len(HAN_IDEOGRAPH.findall(text))
     letters = sum(ch.isalpha() for ch in text)
     return cjk > 0 and cjk >= 0.3 * max(letters, 1)
 
@@ -154,13 +154,13 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
 
 def _best_sentence(chunk: Chunk, claim: str) -> tuple[int, int]:
     """The span (book offsets) of the chunk sentence sharing most words with the claim."""
-    claim_words = {w.lower() for w in _WORD.findall(_CITE.sub(" ", claim)) if len(w) > 2 or _CJK.match(w)}
+    claim_words = {w.lower() for w in _WORD.findall(_CITE.sub(" ", claim)) if len(w) > 2 or HAN_IDEOGRAPH.match(w)}
     if is_chinese(claim):
-        claim_words |= set(_CJK.findall(claim))
+        claim_words |= set(HAN_IDEOGRAPH.findall(claim))
     best, best_score = (chunk.start, chunk.end), 0.0
     for s, e in split_sentences(chunk.text):
         piece = chunk.text[s:e]
-        words = {w.lower() for w in _WORD.findall(piece)} | set(_CJK.findall(piece))
+        words = {w.lower() for w in _WORD.findall(piece)} | set(HAN_IDEOGRAPH.findall(piece))
         score = len(words & claim_words) / (1 + len(words) ** 0.5)
         if score > best_score:
             lead = len(piece) - len(piece.lstrip())
@@ -196,13 +196,14 @@ def parse_citations(answer: str, evidence: Sequence[Evidence]) -> ParsedAnswer:
             quote = ev.chunk.text[qs - ev.chunk.start:qe - ev.chunk.start]
             result.citations.append(Citation(
                 number=n, chunk_id=ev.chunk.id, start=ev.chunk.start, end=ev.chunk.end,
-                quote_start=qs, quote_end=qe, quote=quote, location=ev.chunk.location, claim=claim))
+                quote_start=qs, quote_end=qe, quote=quote, location=ev.chunk.location, claim=claim,
+                answer_end=s + len(sentence.rstrip())))
     return result
 
 
 def _support(chunk: Chunk, claim: str) -> float:
     """How many of the claim's content words (or CJK characters) the passage contains, as a share."""
-    words = {w.lower() for w in _WORD.findall(claim) if len(w) > 3} | set(_CJK.findall(claim))
+    words = {w.lower() for w in _WORD.findall(claim) if len(w) > 3} | set(HAN_IDEOGRAPH.findall(claim))
     if not words:
         return 0.0
     text = chunk.text.lower()

@@ -119,7 +119,7 @@ class Library:
             book.mark_stage(stage.name, fp, status="done", **info)
             run.append(stage.name)
         if run:
-            book.manifest["settings"] = self.settings.as_dict()
+            book.manifest["settings"] = self.settings.ingest_dict()
             book.manifest["versions"] = package_versions()
             book.save_manifest()
         return run, skipped

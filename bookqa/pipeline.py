@@ -8,10 +8,11 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
-from .answer import (Citation, Evidence, annotate, attribute_uncited, build_messages, evidence_in_document_order,
-                     is_chinese, parse_citations)
+from .answer import (Citation, Evidence, ParsedAnswer, annotate, attribute_uncited, build_messages,
+                     evidence_in_document_order, is_chinese, parse_citations)
+from .chunk import Chunk
 from .errors import InputError
 from .progress import Progress, no_progress
 from .rerank.config import QRRankerConfig
@@ -81,6 +82,51 @@ def get_reranker(settings: Settings, progress: Progress = no_progress, config: O
         return ranker
 
 
+@dataclass
+class DraftedAnswer:
+    """What answer_from produced: the answer, the passages it was given (numbered in document order) and
+    its citations resolved against them (None when not parsed)."""
+
+    text: str
+    evidence: list[Evidence]
+    parsed: Optional[ParsedAnswer]
+    seconds: float  # generation
+    cite_seconds: float = 0.0
+    prompt_tokens: Optional[int] = None  # known when not streamed
+    completion_tokens: Optional[int] = None
+
+
+def answer_from(generator, question: str, chunks: Sequence[Chunk], ranked: Sequence[tuple[int, float]], *,
+                title: str, top_n: int, max_tokens: int, stream: bool = False,
+                on_token: Optional[Callable[[str], None]] = None,
+                messages: Optional[Callable[[list[Evidence]], list]] = None, parse: bool = True) -> DraftedAnswer:
+    """The tail of answering: the top ``top_n`` of ``ranked`` ((chunk id, score), best first) in document
+    order → the prompt (``messages(evidence)``, default the cited-answer prompt) → the generator (streamed
+    to ``on_token`` with ``stream``) → ``[n]`` citations resolved, uncited sentences attributed. ``ask``
+    and the evaluation's answers both run it."""
+    chosen = [Evidence(number=0, chunk=chunks[cid], score=float(score), rank=r)
+              for r, (cid, score) in enumerate(ranked[:top_n], 1)]
+    evidence = evidence_in_document_order(chosen)
+    prompt = messages(evidence) if messages is not None else build_messages(question, evidence, title=title, prefix="")
+    t = time.perf_counter()
+    prompt_tokens = completion_tokens = None
+    if stream:
+        pieces: list[str] = []
+        for piece in generator.stream(prompt, max_tokens=max_tokens, temperature=0.0):
+            pieces.append(piece)
+            if on_token is not None:
+                on_token(piece)
+        text = "".join(pieces).strip()
+    else:
+        completion = generator.complete(prompt, max_tokens=max_tokens, temperature=0.0)
+        text = completion.text.strip()
+        prompt_tokens, completion_tokens = completion.prompt_tokens, completion.completion_tokens
+    seconds = time.perf_counter() - t
+    t = time.perf_counter()
+    parsed = attribute_uncited(parse_citations(text, evidence), evidence) if parse else None
+    return DraftedAnswer(text, evidence, parsed, seconds, time.perf_counter() - t, prompt_tokens, completion_tokens)
+
+
 def _snippet(text: str, n: int = 160) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= n else flat[:n - 1] + "…"
@@ -136,26 +182,15 @@ def ask(book: Book, question: str, settings: Optional[Settings] = None, *, k: Op
                           location=chunks[cid].location, snippet=_snippet(chunks[cid].text))
               for i, (cid, score) in enumerate(order, 1)]
 
-    chosen = [Evidence(number=0, chunk=chunks[r.chunk_id], score=r.score, rank=r.rank) for r in ranked[:top_n]]
-    evidence = evidence_in_document_order(chosen)
-    messages = build_messages(question, evidence, title=book.title, prefix="")
-
-    t = time.perf_counter()
     if generator is None:
         from .generate import get_generator
 
         generator = get_generator(settings, progress)
-    pieces: list[str] = []
-    for piece in generator.stream(messages, max_tokens=settings.answer_max_tokens, temperature=0.0):
-        pieces.append(piece)
-        if on_token is not None:
-            on_token(piece)
-    answer = "".join(pieces).strip()
-    timings["generate"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    parsed = attribute_uncited(parse_citations(answer, evidence), evidence)
-    timings["cite"] = time.perf_counter() - t
+    drafted = answer_from(generator, question, chunks, [(r.chunk_id, r.score) for r in ranked], title=book.title,
+                          top_n=top_n, max_tokens=settings.answer_max_tokens, stream=True, on_token=on_token)
+    answer, evidence, parsed = drafted.text, drafted.evidence, drafted.parsed
+    timings["generate"] = drafted.seconds
+    timings["cite"] = drafted.cite_seconds
     timings["total"] = time.perf_counter() - t_all
     if not answer:
         warnings.append("the generator returned an empty answer")

@@ -1,8 +1,10 @@
-"""One typed settings object for the whole application.
+"""The product's settings: what ``ingest``, ``ask``, the web UI and the API read.
 
 Every knob has a default here, can be overridden by a ``BOOKQA_*`` environment variable, and by CLI
-flags (which call :meth:`Settings.replace`). Nothing else in the code base reads the environment for
-configuration, so this file is the complete list (the README documents it).
+flags (which call :meth:`Settings.replace`). The research bench keeps its own settings objects
+(``bookqa.lab.settings``: evaluation baselines, training) built on the same ``EnvSettings`` base, so a
+book's manifest records only what made the book. Nothing else reads the environment for configuration:
+these classes are the complete list (the README's tables are generated from them).
 """
 from __future__ import annotations
 
@@ -19,8 +21,45 @@ def _default_home() -> Path:
     return Path(os.path.expanduser("~/.cache/bookqa"))
 
 
+class EnvSettings:
+    """Frozen dataclass settings whose fields are read from ``BOOKQA_<FIELD>`` variables."""
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any):
+        """Defaults, then ``BOOKQA_<FIELD>`` variables, then explicit overrides (non-None only)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"BOOKQA_{f.name.upper()}")
+            if raw is not None and raw != "":
+                values[f.name] = _coerce(f, raw, source=f"BOOKQA_{f.name.upper()}")
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if key not in {f.name for f in fields(cls)}:
+                raise ConfigError(f"unknown setting {key!r}")
+            values[key] = value
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def replace(self, **changes: Any):
+        """A copy with the non-None ``changes`` applied (CLI flags left unset stay as they are)."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        new = dataclasses.replace(self, **changes)
+        new.validate()
+        return new
+
+    def validate(self) -> None:
+        """Refuse values no component could use (ConfigError)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: (str(v) if isinstance(v, Path) else v) for f, v in
+                ((f, getattr(self, f.name)) for f in fields(self))}
+
+
 @dataclass(frozen=True)
-class Settings:
+class Settings(EnvSettings):
     # Where books, converted models and caches live.
     home: Path = field(default_factory=_default_home)
     # Where assembled/converted model weights are cached; empty = <home>/models. Kept separate so tests
@@ -70,8 +109,6 @@ class Settings:
     embed_window_overlap: int = 32  # tokens shared by the windows of a chunk longer than the embedder reads
     query_threads: int = 1  # torch threads while embedding a query (0 = unchanged); see retrieve/dense.py
     top_n: int = 3  # reranked chunks handed to the generator
-    pointwise_batch_size: int = 16  # (question, passage) pairs per forward of the pointwise baseline reranker
-    eval_fusion_weight: float = 1.0  # bookqa eval "qr_fused": RRF weight of the first-stage order (QR's is 1)
     answer_max_tokens: int = 256  # longest answer the generator may write
     prefix_tokens: int = 512  # summary prefix budget
     summaries: str = "extractive"  # llm | extractive | none
@@ -83,67 +120,15 @@ class Settings:
     ui_port: int = 7860  # port of bookqa ui
     ui_auth_env: str = "BOOKQA_UI_AUTH"  # name of the variable holding "user:password" (kept out of manifests)
     ui_ask_concurrency: int = 2  # questions answered at once (the reranker and generator serialise inside)
-    # --- generative reranking baselines (bookqa eval rankgpt / likert; rerank/permutation.py, likert.py) ---
-    rankgpt_window: int = 20  # rankgpt: candidates the generator orders per call (sliding window, at least 2; RankGPT's 20)
-    rankgpt_stride: int = 10  # rankgpt: positions the window moves up per step, back to front (1..window; RankGPT's 10)
-    likert_group_size: int = 5  # likert: candidates the generator scores per call
-    likert_scale: str = "0-10"  # likert: score range low-high (e.g. 0-10 or 1-5)
-    genrank_passage_tokens: int = 256  # rankgpt/likert: tokens kept of each passage (fewer if a call would overflow generator_n_ctx)
-    # --- order-robust QR scores (rerank/debias.py; the prior comes from `bookqa heads prior`) ---
+    # --- order-robust QR scores (rerank/orders.py; the prior comes from `bookqa heads prior`) ---
     rerank_debias: str = "none"  # none | position: correct each candidate's normalised score by its prompt position's prior
     rerank_permutations: int = 0  # candidate orders scored and averaged: 0 auto (2 on a GPU with untrained heads; 1 on CPU or with trained heads: docs/order-robust-qr.md), 1 input, 2 + reversed, 3 + interleaved, more + shuffles
     rerank_refine: int = -1  # QR: score the top N of the first ranking again in a short prompt in reversed order and average: -1 auto (5 when one order is scored, i.e. on CPU or with trained heads; off with two or more), 0 off (docs/order-robust-qr.md)
-    # --- QR training (bookqa train; bookqa/train/) ---
-    train_scope: str = "full"  # full (embeddings + every layer up to the deepest QR layer) | qr-layers | lora
-    train_steps: int = 100  # optimiser steps
-    train_lr: float = 0.0  # AdamW rate (constant); 0 = by scope: 1e-5 (the paper's; full, qr-layers), 1e-4 (lora)
-    train_accum: int = 4  # samples per optimiser step (gradient accumulation over batches of 1)
-    train_weight_decay: float = 0.0  # AdamW weight decay
-    train_grad_clip: float = 1.0  # clip the gradient norm to this (0 = off)
-    train_candidates: int = 20  # candidates per training prompt: the first C in retriever order
-    train_order: str = "retriever"  # their order in a training prompt: retriever (the paper's) | shuffled (per sample)
-    train_max_tokens: int = 120  # cap on each candidate's tokens in training prompts
-    train_checkpoint_every: int = 25  # steps between checkpoints (resume points; validation runs there too)
-    train_val_frac: float = 0.1  # share of documents held out for validation (samples without a split)
-    train_val_limit: int = 50  # validation samples scored per evaluation (the first N of the split)
-    train_grad_checkpointing: bool = True  # recompute each decoder layer in the backward pass (less memory)
-    train_lora_rank: int = 16  # LoRA rank (scope lora)
-    train_lora_alpha: float = 32.0  # LoRA alpha (scope lora)
-    train_seed: int = 0  # seed of the sample order
-
-    # ------------------------------------------------------------------
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> "Settings":
-        """Defaults, then ``BOOKQA_<FIELD>`` variables, then explicit overrides (non-None only)."""
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(f"BOOKQA_{f.name.upper()}")
-            if raw is not None and raw != "":
-                values[f.name] = _coerce(f, raw, source=f"BOOKQA_{f.name.upper()}")
-        for key, value in overrides.items():
-            if value is None:
-                continue
-            if key not in {f.name for f in fields(cls)}:
-                raise ConfigError(f"unknown setting {key!r}")
-            values[key] = value
-        settings = cls(**values)
-        settings.validate()
-        return settings
-
-    def replace(self, **changes: Any) -> "Settings":
-        """A copy with the non-None ``changes`` applied (CLI flags left unset stay as they are)."""
-        changes = {k: v for k, v in changes.items() if v is not None}
-        new = dataclasses.replace(self, **changes)
-        new.validate()
-        return new
 
     def validate(self) -> None:
-        if self.rerank_question_span not in ("auto", "question", "query"):
-            raise ConfigError(f"rerank_question_span must be auto, question or query, got "
-                              f"{self.rerank_question_span!r}")
-        if self.rerank_aggregate not in ("sum", "max"):
-            raise ConfigError(f"rerank_aggregate must be sum or max, got {self.rerank_aggregate!r}")
+        from .rerank.config import QRRankerConfig
+
+        QRRankerConfig.from_settings(self)  # the reranking options are checked where they are defined
         if self.chunk_tokens < 16:
             raise ConfigError(f"chunk_tokens must be at least 16, got {self.chunk_tokens}")
         if self.max_upload_mb <= 0:
@@ -157,15 +142,13 @@ class Settings:
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ConfigError(f"unknown dtype {self.dtype!r}")
         for name in ("top_k", "top_n", "summary_block", "summary_fanin", "fusion_depth", "embed_batch_size",
-                     "embed_save_every", "summary_workers", "pointwise_batch_size"):
+                     "embed_save_every", "summary_workers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         if self.rrf_k < 0 or self.embed_window_overlap < 0 or self.query_threads < 0:
             raise ConfigError("rrf_k, embed_window_overlap and query_threads must not be negative")
         if self.bm25_weight < 0 or self.dense_weight < 0 or self.bm25_weight + self.dense_weight == 0:
             raise ConfigError("bm25_weight and dense_weight must not be negative, nor both zero")
-        if self.eval_fusion_weight < 0:
-            raise ConfigError("eval_fusion_weight must not be negative")
         if self.generator_repeat_penalty <= 0:
             raise ConfigError("generator_repeat_penalty must be positive (1.0 = off)")
         if self.generator_n_ctx < 512:
@@ -176,12 +159,6 @@ class Settings:
             raise ConfigError(f"ui_port must be 1..65535, got {self.ui_port}")
         if self.ui_ask_concurrency < 1:
             raise ConfigError("ui_ask_concurrency must be at least 1")
-        if self.rerank_debias not in ("none", "position"):
-            raise ConfigError(f"rerank_debias must be none or position, got {self.rerank_debias!r}")
-        if self.rerank_refine < -1 or self.rerank_refine == 1:
-            raise ConfigError(f"rerank_refine must be -1 (auto), 0 (off) or at least 2, got {self.rerank_refine}")
-        if not 0 <= self.rerank_permutations <= 32:
-            raise ConfigError(f"rerank_permutations must be 0 (auto) or 1..32, got {self.rerank_permutations}")
 
     # Derived locations -------------------------------------------------
     @property
@@ -196,9 +173,16 @@ class Settings:
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {f.name: (str(v) if isinstance(v, Path) else v) for f, v in
-                ((f, getattr(self, f.name)) for f in fields(self))}
+    def ingest_dict(self) -> dict[str, Any]:
+        """The settings a book's files depend on (recorded in its manifest)."""
+        return {name: value for name, value in self.as_dict().items() if name in INGEST_FIELDS}
+
+
+# What a book's stored files are made from: the chunker, the indexes and the summaries (a book's manifest
+# records these, not the settings of asking, serving or the web UI).
+INGEST_FIELDS = ("chunk_tokens", "max_upload_mb", "reranker_model", "embed_model", "embed_batch_size",
+                 "embed_save_every", "embed_window_overlap", "bm25_stopwords", "summaries", "summary_block",
+                 "summary_fanin", "summary_workers", "generator", "generator_model", "device", "dtype", "threads")
 
 
 def _coerce(f: dataclasses.Field, raw: str, source: str) -> Any:
@@ -217,13 +201,15 @@ def _coerce(f: dataclasses.Field, raw: str, source: str) -> Any:
     return raw
 
 
-def describe() -> list[tuple[str, str, str]]:
-    """(environment variable, default, meaning) for every setting, read from the comments in this
-    class's source so the README table cannot drift from the code (``python -m bookqa.settings``)."""
+def describe(cls: type = None) -> list[tuple[str, str, str]]:
+    """(environment variable, default, meaning) for every field of a settings class (default: the
+    product's ``Settings``), read from the comments in its source so the README tables cannot drift from
+    the code (``python -m bookqa.settings``; the research bench's: ``python -m bookqa.lab.settings``)."""
     import inspect
     import re
 
-    lines = inspect.getsource(Settings).splitlines()
+    cls = cls or Settings
+    lines = inspect.getsource(cls).splitlines()
     notes: dict[str, str] = {}
     pending: list[str] = []
     for line in lines:
@@ -237,16 +223,20 @@ def describe() -> list[tuple[str, str, str]]:
             pending.append(line.strip().lstrip("#").strip())
         else:
             pending = []
-    defaults = Settings.__dataclass_fields__
     out = []
-    for name, f in defaults.items():
+    for name, f in cls.__dataclass_fields__.items():
         default = f.default if f.default is not dataclasses.MISSING else "~/.cache/bookqa"
         out.append((f"BOOKQA_{name.upper()}", repr(default) if isinstance(default, str) else str(default),
                     notes.get(name, "")))
     return out
 
 
+def settings_table(cls: type = None) -> str:
+    """The README's Markdown table of a settings class."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{var}` | `{default}` | {note.replace('|', '/')} |" for var, default, note in describe(cls)]
+    return "\n".join(rows)
+
+
 if __name__ == "__main__":  # pragma: no cover - prints the README's settings table
-    print("| variable | default | meaning |\n|---|---|---|")
-    for var, default, note in describe():
-        print(f"| `{var}` | `{default}` | {note.replace('|', '/')} |")
+    print(settings_table())

@@ -1,5 +1,5 @@
 """The summaries stage: a hierarchical summary tree per book (``summaries.json``), and the summary
-prefix the reranker reads before the candidate chunks (spec §5).
+prefix the reranker reads before the candidate chunks.
 
 Modes (``settings.summaries``): ``llm`` (the configured generator writes block summaries, or event
 summaries per session for transcripts), ``extractive`` (TextRank, seconds per book), ``none``. LLM

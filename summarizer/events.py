@@ -1,4 +1,4 @@
-"""Event-centric summaries of conversation sessions (transcripts; spec §5.2).
+"""Event-centric summaries of conversation sessions (transcripts; the QRRanker paper's event-centric summaries).
 
 A session (or, for very long sessions, a window of it) is shown to the model as numbered utterance
 lines; it answers with ``{"events": [{"summary", "class", "related_line_indices"}]}``. The answer is

@@ -1,4 +1,4 @@
-"""Choosing summaries for the reranker's prefix (spec §5.3): given the candidate chunks (the
+"""Choosing summaries for the reranker's prefix: given the candidate chunks (the
 first-stage top-50), pick the summaries that cover most of them, within a token budget.
 
 Greedy max coverage in two phases: first level-0 units (block summaries, or the events of a session,

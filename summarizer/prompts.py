@@ -1,10 +1,10 @@
 """Prompt texts, in English and Chinese (the language of the text decides which).
 
-The block prompt follows the QRRanker paper's block-summary instruction (spec §5.1): an expert fiction
+The block prompt follows the QRRanker paper's block-summary instruction: an expert fiction
 editor writes a 50–100-word narrative summary of "Part k / K" in the third person and past tense,
 keeping names, relationships, plot-driving dialogue and places, ignoring boilerplate, with no meta
 commentary. The text comes first and the instructions last: small models follow instructions that are
-closest to the answer better. The event prompt follows the paper's event-centric instruction (§5.2).
+closest to the answer better. The event prompt follows the paper's event-centric instruction.
 
 Bump ``PROMPT_VERSION`` whenever a prompt changes, so cached answers to old prompts are not reused.
 """

@@ -336,13 +336,13 @@ def test_cli_builds_samples_and_trains(setup, settings, capsys):
 
 def test_learning_rate_by_scope_when_none_is_set():
     """LoRA's adapters start at zero and get ten times the paper's full fine-tuning rate unless one is set."""
-    from bookqa.settings import Settings
+    from bookqa.lab.settings import TrainSettings
 
-    assert TrainOptions.from_settings(Settings()).lr == 1e-5
-    assert TrainOptions.from_settings(Settings(), scope="lora").lr == 1e-4
-    assert TrainOptions.from_settings(Settings(), scope="qr-layers").lr == 1e-5
-    assert TrainOptions.from_settings(Settings(), scope="lora", lr=3e-4).lr == 3e-4
-    assert TrainOptions.from_settings(Settings(train_lr=2e-5), scope="lora").lr == 2e-5
+    assert TrainOptions.from_settings(TrainSettings()).lr == 1e-5
+    assert TrainOptions.from_settings(TrainSettings(), scope="lora").lr == 1e-4
+    assert TrainOptions.from_settings(TrainSettings(), scope="qr-layers").lr == 1e-5
+    assert TrainOptions.from_settings(TrainSettings(), scope="lora", lr=3e-4).lr == 3e-4
+    assert TrainOptions.from_settings(TrainSettings(train_lr=2e-5), scope="lora").lr == 2e-5
     with pytest.raises(ConfigError):
         TrainOptions(lr=-1.0).validate()
 

@@ -21,7 +21,6 @@ NODE_CHUNKS_SHOWN = 12  # chunk texts listed under a selected summary
 
 # A bracket holding only citation numbers: [1]  [1, 3]  [2-4]  【1】  ［2］ (the forms bookqa parses).
 _CITE_GROUP = re.compile(r"[\[【［]\s*(\d+(?:\s*(?:[,，、;；]|[-–~～])\s*\d+)*)\s*[\]】］]")
-_WORD = re.compile(r"\w+", re.UNICODE)
 _TEMPLATE_CHARS = str.maketrans({"{": "&#123;", "}": "&#125;", "$": "&#36;", "`": "&#96;"})
 
 
@@ -114,32 +113,23 @@ def ingest_done(book_id: str, title: str, kind: str, chunks: int, chars: int, st
 
 
 # --- answers -----------------------------------------------------------------------------------------
-def _words(text: str) -> set[str]:
-    return {w.lower() for w in _WORD.findall(text)}
-
-
-def _pick_citation(number: int, sentence: str, citations: Sequence[dict[str, Any]]) -> Optional[int]:
-    """The index of the citation of ``number`` made by ``sentence`` (a number cited by several answer
-    sentences has one citation per claim; the claim sharing most words with the sentence wins)."""
+def _pick_citation(number: int, end: int, citations: Sequence[dict[str, Any]]) -> Optional[int]:
+    """The index of the citation of ``number`` made by the answer sentence ending at ``end`` (a number
+    cited by several sentences has one citation per sentence, each recording where its sentence ends)."""
     same = [i for i, c in enumerate(citations) if c["number"] == number and not c.get("inferred")]
-    if len(same) <= 1:
-        return same[0] if same else None
-    words = _words(_CITE_GROUP.sub(" ", sentence))
-    return max(same, key=lambda i: len(words & _words(citations[i].get("claim", ""))))
+    here = [i for i in same if _sentence_end(citations[i]) == end]
+    return (here or same or [None])[0]
 
 
-def _inferred_for(sentence: str, citations: Sequence[dict[str, Any]], used: set[int]) -> list[int]:
+def _inferred_for(end: int, citations: Sequence[dict[str, Any]], used: set[int]) -> list[int]:
     """Indexes of the inferred citations (bookqa attributed a passage to a sentence the model left
-    uncited) whose claim is this sentence."""
-    words = _words(sentence)
-    found = []
-    for i, c in enumerate(citations):
-        if not c.get("inferred") or i in used:
-            continue
-        claim = _words(c.get("claim", ""))
-        if claim and len(claim & words) >= 0.8 * len(claim):
-            found.append(i)
-    return found
+    uncited) of the answer sentence ending at ``end``."""
+    return [i for i, c in enumerate(citations) if c.get("inferred") and i not in used and _sentence_end(c) == end]
+
+
+def _sentence_end(citation: dict[str, Any]) -> int:
+    """Where, in the answer, the sentence carrying a citation ends (-1: not recorded)."""
+    return int(citation.get("answer_end", -1))
 
 
 def _marker(idx: int, c: dict[str, Any]) -> str:
@@ -161,13 +151,14 @@ def answer_html(answer: str, citations: Sequence[dict[str, Any]], provided: Iter
     used: set[int] = set()
     for s, e in split_sentences(answer) or [(0, len(answer))]:
         sentence = answer[s:e]
+        end = s + len(sentence.rstrip())
         pos = 0
         explicit = False
         for m in _CITE_GROUP.finditer(sentence):
             explicit = True
             out.append(esc(sentence[pos:m.start()]))
             for n in parse_numbers(m.group(1)):
-                idx = _pick_citation(n, sentence, citations)
+                idx = _pick_citation(n, end, citations)
                 if idx is not None:
                     out.append(_marker(idx, citations[idx]))
                 elif n in provided:
@@ -177,7 +168,7 @@ def answer_html(answer: str, citations: Sequence[dict[str, Any]], provided: Iter
                                f'this citation was dropped">[{n}]</span>')
             pos = m.end()
         rest = sentence[pos:]
-        inferred = [] if explicit else _inferred_for(sentence, citations, used)
+        inferred = [] if explicit else _inferred_for(end, citations, used)
         if inferred:
             body = rest.rstrip()
             used.update(inferred)

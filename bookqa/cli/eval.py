@@ -79,6 +79,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from ..lab.evaluate.datasets import load_dataset
     from ..lab.evaluate.runner import ANSWER_BY_DEFAULT, Runner, read_id_list, select
     from ..lab.evaluate.registry import default_ranker_config
+    from ..lab.settings import EvalSettings
     from ..rerank.adapter import adapter_dir
 
     out = args.out or Path("eval-out") / args.dataset
@@ -90,8 +91,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
             raise NotFoundError(f"--trained {args.trained}: neither a checkpoint directory nor a shipped adapter")
         args.trained = shipped
     settings = eval_settings(settings, args.books_home)
-    if args.fusion_weight is not None:
-        settings = settings.replace(eval_fusion_weight=args.fusion_weight)
+    options = EvalSettings.from_env(eval_fusion_weight=args.fusion_weight)
     options = {}
     if args.dataset == "narrativeqa":
         options = {"split": args.split, "stories_dir": args.stories}
@@ -105,7 +105,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     if args.report_only:
         return _report_only(out, args.dataset, selection)
     names = parse_config_names(args.configs, args.trained)
-    configs = build_configs(names, settings, trained=args.trained, permutations=args.permutations)
+    configs = build_configs(names, settings, trained=args.trained, permutations=args.permutations, options=options)
     answers = args.answers if args.answers is not None else (args.dataset in ANSWER_BY_DEFAULT)
     if answers and args.answer_config not in [c.name for c in configs]:
         print(f"bookqa eval: answers need configuration {args.answer_config!r}, which this run does not include; "
@@ -159,7 +159,7 @@ def _resolved(config: QRRankerConfig) -> QRRankerConfig:
     """``config`` with its "auto" values decided as QRRanker decides them on this machine, without loading
     the model; as it is when no heads are known for the model (a run without QR configurations)."""
     from ..errors import BookQAError
-    from ..rerank.config import resolve_config
+    from ..rerank.qr import resolve_config
 
     try:
         return resolve_config(config).config

@@ -69,13 +69,14 @@ def _log(line: str) -> None:
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from ..errors import ConfigError
+    from ..lab.settings import TrainSettings
     from ..lab.train.trainer import TrainOptions, train
 
     if not args.data or not args.out:
         raise ConfigError("bookqa train needs --data SAMPLES.jsonl and --out DIR")
     if args.device:
         settings = settings.replace(device=args.device)
-    options = TrainOptions.from_settings(settings, scope=args.scope, steps=args.steps, max_tokens=args.max_tokens,
+    options = TrainOptions.from_settings(TrainSettings.from_env(), scope=args.scope, steps=args.steps, max_tokens=args.max_tokens,
                                          candidates=args.candidates, order=args.order, lr=args.lr, accum=args.accum,
                                          checkpoint_every=args.checkpoint_every, val_limit=args.val_limit)
     progress = TqdmProgress(quiet=args.quiet)
@@ -116,11 +117,12 @@ def _command(args: argparse.Namespace, settings: Settings) -> str:
 
 
 def cmd_samples(args: argparse.Namespace, settings: Settings) -> int:
-    from ..weights import fast_tokenizer
+    from ..lab.settings import TrainSettings
     from ..lab.train.samples import build_samples, write_samples
+    from ..weights import fast_tokenizer
 
     tok = fast_tokenizer(settings.reranker_model, settings)
-    val_frac = settings.train_val_frac if args.val_frac is None else args.val_frac
+    val_frac = TrainSettings.from_env().train_val_frac if args.val_frac is None else args.val_frac
     samples, report = build_samples(args.dataset, args.dataset_path, tok, select=args.select, per_doc=args.per_doc,
                                     limit=args.limit, n_candidates=args.n_candidates, max_tokens=args.cand_tokens,
                                     val_frac=val_frac, prefix=args.prefix, prefix_tokens=settings.prefix_tokens,

@@ -12,6 +12,7 @@ from typing import Any, Optional, Sequence
 from ..chunk import Chunk
 from ..errors import InputError
 from ..progress import Progress, no_progress
+from ..text import strip_span
 from .headings import find_headings
 from .packing import Units, make_chunks, pack
 from .sentences import is_speaker_line, sentence_spans
@@ -73,14 +74,6 @@ def chunk_novel(text: str, tokenizer, budget: int, start: int, end: int,
     return make_chunks(text, units, packed, describe)
 
 
-def _strip(text: str, start: int, end: int) -> tuple[int, int]:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return start, end
-
-
 def _same_paragraph(text: str, end: int, next_start: int) -> bool:
     return text.count("\n", end, next_start) < 2
 
@@ -96,7 +89,7 @@ def chunk_transcript(text: str, tokenizer, budget: int, utterances: list[dict[st
         new_session = u.get("session") != previous_session and len(units) > 0
         # Text between utterances (a session header line) opens the chunk of the utterance after it,
         # so the first chunk of a session shows the session's date and nothing falls between chunks.
-        h_start, h_end = _strip(text, previous_end, u_start)
+        h_start, h_end = strip_span(text, previous_end, u_start)
         if h_start < h_end:
             header = {"id": None, "session": u.get("session"), "session_time": u.get("session_time")}
             units.add(h_start, h_end, brk=new_session, tag=header, sticky=True)
@@ -104,7 +97,7 @@ def chunk_transcript(text: str, tokenizer, budget: int, utterances: list[dict[st
         units.add(u_start, u_end, brk=new_session, tag=u)
         previous_end, previous_session = u_end, u.get("session")
     if len(units):
-        t_start, t_end = _strip(text, previous_end, end)
+        t_start, t_end = strip_span(text, previous_end, end)
         if t_start < t_end:  # trailing text without a speaker goes with the last utterance
             units.ends[-1] = t_end
     packed = pack(text, units, tokenizer, budget, progress)

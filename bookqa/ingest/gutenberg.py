@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from typing import Optional
 
+from ..text import strip_span
+
 _START = re.compile(
     r"^[ \t]*\*{2,}[ \t]*START[ \t]+OF[ \t]+(?:THE|THIS)[ \t]+PROJECT[ \t]+GUTENBERG.*$"
     r"|^[ \t]*\*END\*[ \t]*THE SMALL PRINT.*$"
@@ -77,14 +79,6 @@ def _skip_credits(text: str, pos: int, limit: int) -> int:
     return pos
 
 
-def _trim(text: str, start: int, end: int) -> tuple[int, int]:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return start, end
-
-
 def find_body(text: str) -> tuple[int, int]:
     """``[start, end)`` of the book without PG header, credits and footer; the whole text (trimmed
     of surrounding whitespace) when no marker is found."""
@@ -97,9 +91,9 @@ def find_body(text: str) -> tuple[int, int]:
         end = tail.start()
     if head is not None:
         start = _skip_credits(text, start, end)
-    body = _trim(text, start, end)
+    body = strip_span(text, start, end)
     if body[0] >= body[1]:  # markers but no book between them: keep everything rather than nothing
-        return _trim(text, 0, len(text))
+        return strip_span(text, 0, len(text))
     return body
 
 

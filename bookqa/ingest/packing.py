@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from ..chunk import Chunk
 from ..progress import Progress, no_progress
+from ..text import strip_span
 
 ENCODE_BATCH = 2048
 
@@ -57,14 +58,6 @@ def count_tokens(tokenizer, texts: Sequence[str], progress: Progress = no_progre
     return counts
 
 
-def _strip(text: str, start: int, end: int) -> tuple[int, int]:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return start, end
-
-
 def _cut_point(seg: str, lo: int, limit: int) -> int:
     """Where to end a piece of ``seg`` that starts at ``lo`` and may reach ``limit`` (exclusive):
     a line break in the second half, else the last whitespace, else the token boundary ``limit``
@@ -99,7 +92,7 @@ def split_span(text: str, start: int, end: int, tokenizer, budget: int,
             cut = _cut_point(seg, lo, limit)
             if cut <= lo:
                 cut = limit
-        s, e = _strip(text, start + lo, start + cut)
+        s, e = strip_span(text, start + lo, start + cut)
         if s < e:
             pieces.append((s, e))
         if cut >= len(seg):

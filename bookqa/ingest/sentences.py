@@ -13,14 +13,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
+from ..text import EAST_ASIAN_WIDE, strip_span
+
 PUNKT_DIR = Path(__file__).resolve().parent.parent / "data" / "punkt_tab" / "english"
 
 _PARAGRAPH_BREAK = re.compile(r"\n[^\S\n]*\n")
-_CJK_CHAR = "\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef\u3000-\u303f"
 # 。！？ always end a sentence; … only after a CJK character (English "Wait… what" stays whole).
 # Then any run of further terminators/、 and closing quotes or brackets belongs to the same sentence.
 _CJK_END = re.compile(
-    rf"(?:[。！？]|(?<=[{_CJK_CHAR}])…)[。！？…、!?]*[”’」』）》〕】\)]*")
+    rf"(?:[。！？]|(?<=[{EAST_ASIAN_WIDE}])…)[。！？…、!?]*[”’」』）》〕】\)]*")
 _CJK_TRIGGER = re.compile(r"[。！？…]")
 _INDENT = ("\u3000", "  ", "\t")
 _PROGRESS_EVERY = 500
@@ -63,7 +64,7 @@ def _blocks(text: str, start: int, end: int, standalone: set[int]) -> Iterable[t
     line (heading or speaker) is a block of its own, and an indented line starts a new block. ``whole``
     marks a heading line, which is one sentence however many periods it has ("CHAPTER 1. Loomings.")."""
     if "\n" not in text[start:end]:
-        s, e = _strip(text, start, end)
+        s, e = strip_span(text, start, end)
         yield s, e, s in standalone
         return
     block_start = start
@@ -105,14 +106,6 @@ def _cjk_split(text: str, start: int, end: int) -> Iterable[tuple[int, int]]:
     yield piece, end
 
 
-def _strip(text: str, start: int, end: int) -> tuple[int, int]:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return start, end
-
-
 def paragraph_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
     spans = []
     pos = start
@@ -142,7 +135,7 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None,
         if progress is not None and i % _PROGRESS_EVERY == 0:
             progress(i, len(paragraphs))
         for b_start, b_end, whole in _blocks(text, p_start, p_end, standalone):
-            b_start, b_end = _strip(text, b_start, b_end)
+            b_start, b_end = strip_span(text, b_start, b_end)
             if b_start >= b_end:
                 continue
             if whole:
@@ -151,7 +144,7 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None,
             block = text[b_start:b_end]
             for s, e in punkt.span_tokenize(block):
                 for cs, ce in _cjk_split(text, b_start + s, b_start + e):
-                    cs, ce = _strip(text, cs, ce)
+                    cs, ce = strip_span(text, cs, ce)
                     if cs < ce:
                         out.append((cs, ce))
     if progress is not None:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import InputError
+from ..text import strip_span
 from .chunker import KINDS
 from .gutenberg import find_body, find_title
 from .reader import read_text
@@ -58,15 +59,6 @@ def prepare_source(path: Path | str, kind: Optional[str] = None, max_bytes: int 
         if not utterances:
             raise InputError(f"{path}: no 'Speaker: text' lines found; a transcript needs lines like "
                              "'Alice: hello' (or use kind novel)")
-        return Source(text, kind, encoding, _trimmed(text), None, utterances)
+        return Source(text, kind, encoding, strip_span(text, 0, len(text)), None, utterances)
     body = find_body(text)
     return Source(text, kind, encoding, body, find_title(text, body[0]), None)
-
-
-def _trimmed(text: str) -> tuple[int, int]:
-    start, end = 0, len(text)
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return start, end

@@ -13,7 +13,8 @@ from typing import Any, Optional, Sequence, Union
 from ..chunk import Chunk
 from ..errors import InputError
 
-Candidate = Union[Chunk, str]
+# What a reranker ranks: a stored chunk (its id is kept) or any text (its id is its input position).
+Passage = Union[Chunk, str]
 
 
 @dataclass
@@ -56,7 +57,7 @@ class RankedResults:
                 "timings": self.timings, "info": self.info}
 
 
-def candidate_texts_and_ids(chunks: Sequence[Candidate]) -> tuple[list[str], list[int]]:
+def candidate_texts_and_ids(chunks: Sequence[Passage]) -> tuple[list[str], list[int]]:
     """Texts and ids of the candidates; plain strings get ids 0..n-1 (their input position)."""
     texts, ids = [], []
     for i, c in enumerate(chunks):
@@ -71,7 +72,7 @@ def candidate_texts_and_ids(chunks: Sequence[Candidate]) -> tuple[list[str], lis
     return texts, ids
 
 
-def rank_inputs(query: str, chunks: Sequence[Candidate]) -> tuple[list[str], list[int]]:
+def rank_inputs(query: str, chunks: Sequence[Passage]) -> tuple[list[str], list[int]]:
     """Texts and ids of the candidates a ``rank`` call scores; an empty query is refused when there is
     anything to rank (every reranker returns an empty result for no candidates)."""
     texts, ids = candidate_texts_and_ids(chunks)
@@ -98,6 +99,6 @@ class Reranker(ABC):
     name: str = "reranker"
 
     @abstractmethod
-    def rank(self, query: str, chunks: Sequence[Candidate], prefix: Optional[str] = None) -> RankedResults:
+    def rank(self, query: str, chunks: Sequence[Passage], prefix: Optional[str] = None) -> RankedResults:
         """Score every candidate for ``query``; ``prefix`` is optional context (e.g. summaries) that
         rerankers may show the model before the candidates."""

@@ -5,7 +5,7 @@ A heads file is JSON::
     {"model": "qwen2.5-coder-0.5b", "revision": "...", "heads": [[layer, head], ...],   # rank order
      "detection": {"method": ..., "data": ..., "n_items": ..., "layers": [a, b], ...},
      "date": "2026-11-28", "scores": [...],                                           # optional
-     "position_prior": [{...}, ...]}          # optional, per scoring setting (rerank/debias.py)
+     "position_prior": [{...}, ...]}          # optional, per scoring setting (rerank/orders.py)
 
 Heads are 0-indexed; ``head`` is a query-head index (with GQA it reads KV head ``head // group``).
 
@@ -48,7 +48,7 @@ def _parse(spec: str) -> list[tuple[int, int]]:
     return [parse_head(h) for h in spec.split(",") if h.strip()]
 
 
-# Published lists, copied exactly from the spec §1.3 (layer-head, 0-indexed, in published order).
+# Published lists, copied exactly from the sources named in ``source`` (layer-head, 0-indexed, in published order).
 BUILTIN: dict[str, dict[str, Any]] = {
     "qrranker-qwen3-4b-instruct-2507": {
         "heads": _parse("20-15,21-11,17-27,23-10,22-4,21-10,21-8,21-18,18-15,18-19,17-25,17-17,24-13,17-4,19-12,21-31"),
@@ -120,7 +120,7 @@ class HeadSet:
     date: str = ""
     scores: Optional[list[float]] = None
     source: str = ""  # where this set was read from (file path, "config.json", "builtin:NAME")
-    # Per-position score priors of these heads, one per scoring setting (rerank/debias.py; written by
+    # Per-position score priors of these heads, one per scoring setting (rerank/orders.py; written by
     # `bookqa heads prior`). Valid only for exactly these heads: top() and a new detection drop them.
     position_prior: Optional[list[dict[str, Any]]] = None
 

@@ -1,13 +1,13 @@
 """Order-robust QR scores: a per-position prior and permutation averaging (QRRanker options).
 
-Why: attention of the heads favours the first candidates of the prompt whatever they say (measured
-here: untrained Qwen2.5-Coder-0.5B heads on LoCoMo put the first candidate on top for 88 of 100
-questions). Two remedies, usable alone, together, and with null-query calibration (qr.py):
+Why: attention of the heads favours the first candidates of the prompt whatever they say (untrained
+Qwen2.5-Coder-0.5B heads on LoCoMo put the first candidate on top for most questions, see
+docs/order-robust-qr.md). Two remedies, usable alone, together, and with null-query calibration (qr.py):
 
 - **Position prior** (``debias="position"``). For each prompt position p of an n-candidate prompt, the
   mean normalised score an *irrelevant* candidate gets there: the non-gold candidates of seed items
-  placed at random positions (estimated by ``bookqa heads prior``, see prior.py; stored in the heads
-  file under ``position_prior``, one entry per scoring setting). At ranking time a candidate's
+  placed at random positions (estimated by ``bookqa heads prior``, see bookqa/lab/detection/prior.py;
+  stored in the heads file under ``position_prior``, one entry per scoring setting). At ranking time a candidate's
   normalised score is corrected by the prior of its position: subtracted (mode ``subtract``) or divided
   by it (``divide``, the prior floored at ``DIVIDE_FLOOR``); the estimation picks the mode that ranks
   its held-out seed prompts better. A prior is stored at the candidate counts it was estimated at and
@@ -22,7 +22,7 @@ questions). Two remedies, usable alone, together, and with null-query calibratio
   below them). A candidate that led only because it stood first in the prompt stands last in the second
   one. With M = 5 of 20 candidates the extra prompt is about a quarter of the first.
 
-Normalisation is max-min per pass (spec §4.2): the best candidate 1, the worst 0. A single plain pass
+Normalisation is max-min per pass (as in QR training's loss): the best candidate 1, the worst 0. A single plain pass
 (no prior, one order) keeps the raw attention sums QRRanker always returned.
 """
 from __future__ import annotations
@@ -42,21 +42,16 @@ PRIOR_MODES = ("subtract", "divide")
 DIVIDE_FLOOR = 0.05  # "divide" never divides by less: a position whose prior is ~0 would blow scores up
 MAX_PERMUTATIONS = 32
 # rerank_permutations=0, untrained heads (trained ones below): two orders (input + reversed) where a second
-# prefill is cheap, one on CPU. Measured on 99 LoCoMo questions (docs/order-robust-qr.md): the second order
-# lifts R@1 by 7.9 points (paired interval +3.2..+13.3, 10 questions won, none lost) and leaves R@3
-# unchanged, at 1.8-2x the time; on this project's 2-core CPU that is ~40 s more per question, on a GPU a
-# fraction of a second.
+# prefill is cheap, one on CPU: the second order is the one option with an R@1 gain the data can show, but on
+# a CPU it costs a whole extra pass for no change at R@3 (docs/order-robust-qr.md, "What was decided, and why").
 AUTO_PERMUTATIONS = {"cpu": 1, "accelerator": 2}
 # Heads that `bookqa train` fine-tuned (the shipped adapter, a trained checkpoint) get one order + refinement
-# on every device: measured on the same 99 LoCoMo and 52 NarrativeQA questions, the second order adds nothing
-# over refining their top 5 (R@1 +1.0 [-3.0, +5.1] and -1.0 [-7.7, +4.5]) for four times its cost, and
-# leaves the ranking more dependent on the input order (shuffled-order R@3 -2.5 / +3.5 against -0.1 / -0.0).
+# on every device: for them a second order gains nothing measurable over refining the top 5, costs a whole
+# pass more and leaves the ranking more dependent on the input order (same document, "Since session 9").
 AUTO_PERMUTATIONS_TRAINED = 1
-# rerank_refine=-1: refine the top 5 when only one order is scored. Measured on the same 99 questions: with
-# one order it moves the top-1 off prompt position 1 to the rate a perfect ranker would have (57.6% against
-# 56.6%; plain 79.8%) and keeps shuffled-order R@3 at the original's (+0.2 [-2.4, +2.6]) for about a quarter
-# of a pass more (at K = 20), recall unchanged; after two orders it costs R@1 (-6.1 [-10.8, -2.3]), so it is off
-# there.
+# rerank_refine=-1: refine the top 5 when only one order is scored, the cheap way to take the position out of
+# one order (about a quarter of a pass more, recall unchanged); after two orders it undoes their R@1 gain, so
+# it is off there (same document, "Refining the top 5").
 AUTO_REFINE = 5
 
 

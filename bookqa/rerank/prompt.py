@@ -1,6 +1,6 @@
 """The reranking prompt and the exact token spans of its parts.
 
-Layout (spec §2.4), inside the model's chat turn when it has one::
+Layout (the QRRanker paper's prompt), inside the model's chat turn when it has one::
 
     {instruction}
 

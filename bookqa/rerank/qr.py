@@ -2,7 +2,7 @@
 
 One prefill of a causal LM over ``[instruction] [summaries] [1] c1 … [n] cn [late instruction] Query: q``
 (see prompt.py), stopped after the deepest layer holding a selected head (readout.py). For head h and
-candidate c (spec §3.1)::
+candidate c::
 
     s_h(c) = (1/|Q|) Σ_{t∈Q} Σ_{j∈c} A_h[t, j]          (aggregate="sum", the paper)
     s_h(c) = (1/|Q|) Σ_{t∈Q} max_{j∈c} A_h[t, j]        (aggregate="max", ColBERT-style variant)
@@ -12,7 +12,7 @@ With ``calibrate=True`` the same scores for the null question "N/A" are subtract
 calibration). Everything before the question is byte-identical in both prompts, so the KV cache of
 that prefix is reused and only the null suffix is run a second time.
 
-Order-robust options (debias.py): ``debias="position"`` corrects each candidate's normalised score by
+Order-robust options (orders.py): ``debias="position"`` corrects each candidate's normalised score by
 the prior its prompt position gets on its own (estimated with ``bookqa heads prior``, stored in the
 heads file), ``permutations=N`` scores the candidates under N orders and averages (0, the default: two
 orders on a GPU for untrained heads, else one), ``refine=M`` scores the top M once more in a short
@@ -26,6 +26,7 @@ import hashlib
 import json
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
@@ -33,19 +34,16 @@ import numpy as np
 from ..errors import ConfigError, InputError, ModelError
 from ..progress import Progress, no_progress
 from ..settings import Settings
-from .base import Candidate, RankedResults, Reranker, make_results, rank_inputs
-from .config import QRRankerConfig, resolve_config
+from .base import Passage, RankedResults, Reranker, make_results, rank_inputs
+from .config import QRRankerConfig
 from .heads import HeadSet, head_name, parse_head, resolve_heads
 from .prompt import BuiltPrompt, PromptLayout, build_prompt
 from .orders import ScorePass, pass_timings, prior_for, rank_in_orders, score_pass
 from .readout import check_supported, decoder_of, new_cache, read_out
 
 NULL_QUERY = "N/A"
-# Default dtype on CPU. Measured on this project's 2-core AVX512-BF16 CPU with Qwen2.5-Coder-0.5B over
-# 10 real ~2.3k-token reranking prompts (benchmarks and numbers: docs/heads-qwen2.5-coder-0.5b.md):
-# bfloat16 is ~2.3x faster than float32 and gave identical rankings. The question-row softmax is fp32
-# either way. CPUs without native bf16 are much slower in bf16, so it is only the default where the CPU
-# reports it (see _cpu_has_bf16).
+# Default dtype on CPU: bfloat16 where the CPU has native bf16 (see _cpu_has_bf16), where it ranks like float32
+# at a fraction of the time; elsewhere bf16 matmuls are much slower, so float32 (docs/benchmarks.md, QR read-out).
 CPU_DTYPE_WITH_BF16 = "bfloat16"
 CPU_DTYPE_WITHOUT_BF16 = "float32"
 
@@ -154,6 +152,56 @@ def choose_layout(heads: HeadSet, question_span: str = "auto", layout: Optional[
             layout = PromptLayout()
     span = question_span if question_span and question_span != "auto" else layout.question_span
     return PromptLayout(**{**layout.to_json(), "question_span": span})
+
+
+@dataclass(frozen=True)
+class ResolvedRanker:
+    """A configuration with its "auto" values decided for this machine, and what it was decided from."""
+
+    config: QRRankerConfig  # nothing "auto" left but ``heads`` ("" = found by model)
+    adapter: Any  # adapter.Adapter or None
+    heads: Any  # heads.HeadSet
+
+
+def adapter_label(adapter) -> str:
+    """How a configuration names a resolved adapter: a shipped one by name, any other by its path."""
+    from .adapter import SHIPPED_DIR
+
+    if adapter is None:
+        return "none"
+    return adapter.path.name if adapter.path.parent == SHIPPED_DIR else str(adapter.path)
+
+
+_FIND = object()  # resolve_config: look the adapter up (the default)
+
+
+def resolve_config(config: QRRankerConfig, model_dir: Optional[str] = None, adapter: Any = _FIND,
+                   heads=None) -> ResolvedRanker:
+    """Decide the "auto" values as QRRanker does, without loading weights: the adapter (a trained
+    directory named as the model is its own adapter), the heads (the argument, the heads file, else the
+    adapter's or the model directory's own, else the shipped ones), the device, the dtype, the question
+    span (the heads' detection record), the candidate orders (by device and whether the heads were
+    trained) and the refinement (by the orders). ``adapter``: the one already found (None: look for
+    the configured one), or leave it out to also treat a model directory holding an adapter as one."""
+    from ..weights import resolve_device
+    from .adapter import chosen_adapter, find_adapter
+    from .orders import check_options, resolve_permutations, resolve_refine, trained_heads
+
+    if adapter is _FIND or (adapter is None and config.adapter not in ("none", "off")):
+        adapter = find_adapter(config.model) or chosen_adapter(config.model, config.adapter,
+                                                               heads_given=bool(config.heads) or heads is not None)
+    if heads is None:
+        heads = resolve_heads(config.model, config.heads or None,
+                              model_dir=str(adapter.path) if adapter is not None else model_dir)
+    device = resolve_device(config.device)
+    dtype = str(resolve_dtype(config.dtype, device)).removeprefix("torch.")
+    span = choose_layout(heads, config.question_span).question_span
+    permutations = resolve_permutations(config.permutations, device, trained_heads(heads))
+    refine = resolve_refine(config.refine, permutations)
+    check_options(config.debias, permutations, refine)
+    resolved = config.replace(adapter=adapter_label(adapter), device=device, dtype=dtype, question_span=span,
+                              permutations=permutations, refine=refine)
+    return ResolvedRanker(resolved, adapter, heads)
 
 
 def _as_headset(heads: Union[HeadSet, Sequence]) -> HeadSet:
@@ -323,7 +371,7 @@ class QRRanker(Reranker):
                 out[si, i] = per_layer[layer][k]
         return out, res
 
-    def rank(self, query: str, chunks: Sequence[Candidate], prefix: Optional[str] = None,
+    def rank(self, query: str, chunks: Sequence[Passage], prefix: Optional[str] = None,
              per_head: bool = False) -> RankedResults:
         texts, ids = rank_inputs(query, chunks)
         if not texts:

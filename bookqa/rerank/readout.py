@@ -183,7 +183,7 @@ def capturing(model, heads_by_layer: dict[int, Sequence[int]], rows: Sequence[in
     """Capture the question-row attention of the selected heads during whatever model calls run inside
     the block; yields the capture, whose ``row_sum[layer]`` (heads, rows, n_segments) is filled once that
     layer's attention ran. Unlike :func:`read_out` it leaves grad mode alone, so the captured rows are
-    differentiable (QR training, bookqa/train/scores.py); layers in ``skip_output`` return zeros instead
+    differentiable (QR training, bookqa/lab/train/scores.py); layers in ``skip_output`` return zeros instead
     of their attention output."""
     check_supported(model)
     config = decoder_of(model).config

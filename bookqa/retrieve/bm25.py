@@ -45,22 +45,30 @@ def atomic_dir(path: Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def lucene_bm25(corpus_tokens: Sequence[Sequence[str]]):
+    """An in-memory ``bm25s.BM25`` (Lucene variant, k1 1.5, b 0.75) over already tokenised documents.
+
+    The vocabulary is sorted (bm25s would order it by set iteration, which changes with the hash seed) so
+    that a saved index is byte-identical for identical input; scores do not depend on the order.
+    """
+    import bm25s
+
+    vocab = {token: i for i, token in enumerate(sorted({t for doc in corpus_tokens for t in doc}))}
+    corpus_ids = [[vocab[t] for t in doc] for doc in corpus_tokens]
+    retriever = bm25s.BM25(method="lucene", k1=1.5, b=0.75, backend="numpy")
+    retriever.index((corpus_ids, vocab), create_empty_token=False, show_progress=False)
+    return retriever
+
+
 def build_index(texts: Sequence[str], directory: Path, stopwords: bool = False,
                 meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """Index ``texts`` (row i = chunk id i) and save the index to ``directory`` atomically."""
-    import bm25s
-
     stop = stopword_set(stopwords)
     corpus_tokens = [tokenize(t, for_query=False, stopwords=stop) for t in texts]
     # bm25s needs at least one term; a book made only of punctuation still gets a (never matching) index.
     if not any(corpus_tokens):
         corpus_tokens = [["\x00"] for _ in corpus_tokens] or [["\x00"]]
-    # A sorted vocabulary (bm25s would order it by set iteration, which changes with the hash seed) makes
-    # the saved files identical for identical input.
-    vocab = {token: i for i, token in enumerate(sorted({t for doc in corpus_tokens for t in doc}))}
-    corpus_ids = [[vocab[t] for t in doc] for doc in corpus_tokens]
-    retriever = bm25s.BM25(method="lucene", k1=1.5, b=0.75, backend="numpy")
-    retriever.index((corpus_ids, vocab), create_empty_token=False, show_progress=False)
+    retriever = lucene_bm25(corpus_tokens)
     info = {"tokenizer_version": TOKENIZER_VERSION, "stopwords": bool(stopwords), "documents": len(texts),
             "vocabulary": len(retriever.vocab_dict), "postings": int(len(retriever.scores["data"]))}
     with atomic_dir(directory) as tmp:

@@ -15,30 +15,15 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from ..text import UNSPACED_SCRIPTS
+
 TOKENIZER_VERSION = 1
 
-# Scripts written without spaces between words (plus Hangul, which Lucene's CJK analyzer also bigrams).
-_CJK_RANGES = (
-    "\u1100-\u11ff"  # Hangul Jamo
-    "\u2e80-\u2fdf"  # CJK radicals, Kangxi radicals
-    "\u3005-\u3007"  # 々 〆 〇
-    "\u3040-\u30ff"  # Hiragana, Katakana
-    "\u3100-\u312f"  # Bopomofo
-    "\u3130-\u318f"  # Hangul compatibility Jamo
-    "\u31f0-\u31ff"  # Katakana phonetic extensions
-    "\u3400-\u4dbf"  # CJK extension A
-    "\u4e00-\u9fff"  # CJK unified ideographs
-    "\ua960-\ua97f"  # Hangul Jamo extended A
-    "\uac00-\ud7af"  # Hangul syllables
-    "\uf900-\ufaff"  # CJK compatibility ideographs
-    "\uff66-\uff9f"  # half-width Katakana
-    "\U00020000-\U0002fa1f"  # CJK extensions B-F, compatibility supplement
-)
 _APOSTROPHES = "'\u2019\u02bc"  # ' ’ ʼ
 # A CJK run, or a word: letters/digits (not CJK, not underscore) joined by single apostrophes.
 _TOKEN_RE = re.compile(
-    rf"(?P<cjk>[{_CJK_RANGES}]+)"
-    rf"|(?P<word>[^\W_{_CJK_RANGES}]+(?:[{_APOSTROPHES}][^\W_{_CJK_RANGES}]+)*)"
+    rf"(?P<cjk>[{UNSPACED_SCRIPTS}]+)"
+    rf"|(?P<word>[^\W_{UNSPACED_SCRIPTS}]+(?:[{_APOSTROPHES}][^\W_{UNSPACED_SCRIPTS}]+)*)"
 )
 
 # A light list of the commonest English function words, used only when ``bm25_stopwords`` is on. Off by

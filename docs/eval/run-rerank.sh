@@ -6,6 +6,9 @@
 set -euo pipefail
 
 main() {  # the whole script is read before it runs, so editing it cannot disturb a running copy
+    # The development data (locomo/, musique/, narrativeqa/): the first argument or $BOOKQA_DATA.
+    . "$(dirname "$0")/data-dir.sh"
+    D=$(data_dir "$0" "${1:-}" "locomo/, musique/, narrativeqa/") || exit 2
     cd "$(dirname "$0")/../.."
     export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
     # "qr" stays the plain one-order QR this run began with (its stored rows); the CPU default since
@@ -13,7 +16,6 @@ main() {  # the whole script is read before it runs, so editing it cannot distur
     export BOOKQA_RERANK_PERMUTATIONS=1 BOOKQA_RERANK_REFINE=0 BOOKQA_RERANKER_ADAPTER=none
     # float32 as every stored row: "auto" is bfloat16 on CPUs with AVX512-BF16 (rerank/qr.py)
     export BOOKQA_DTYPE=float32
-    D=/work/shared/data
     BQ=".venv/bin/python -m bookqa"  # progress bars with ETA go to the log
     HEADS=bookqa/heads/qwen2.5-coder-0.5b.json
     # qr_trained is the LoRA adapter that ships in the package (what a user ranks with by default,

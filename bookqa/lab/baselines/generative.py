@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 from ...errors import ConfigError, GeneratorError
-from ...rerank.base import Candidate, RankedResults, Reranker, make_results, rank_inputs
+from ...rerank.base import Passage, RankedResults, Reranker, make_results, rank_inputs
 from ...settings import Settings
+from ..settings import EvalSettings
 
 CONTEXT_MARGIN = 64  # tokens left free for the chat template's own wrapping (system prompt, role markers)
 MIN_PASSAGE_TOKENS = 16  # below this a window is pointless: the caller must shrink the window instead
@@ -87,7 +88,8 @@ class GenerativeReranker(Reranker):
             generator = get_generator(self.settings)
             generator.count_tokens("warm up")  # a local model loads now, not inside the first timed query
         self.generator = generator
-        self.passage_tokens = int(passage_tokens or self.settings.genrank_passage_tokens)
+        self.options = EvalSettings.from_env()
+        self.passage_tokens = int(passage_tokens or self.options.genrank_passage_tokens)
         if self.passage_tokens < MIN_PASSAGE_TOKENS:
             raise ConfigError(f"genrank_passage_tokens must be at least {MIN_PASSAGE_TOKENS}, got {self.passage_tokens}")
         self.keep_answers = keep_answers  # raw answers copied into info (debugging; 0 in evaluation runs)
@@ -149,7 +151,7 @@ class GenerativeReranker(Reranker):
         """Scores (higher = better) in input order, and extra info."""
         raise NotImplementedError  # pragma: no cover - abstract
 
-    def rank(self, query: str, chunks: Sequence[Candidate], prefix: Optional[str] = None) -> RankedResults:
+    def rank(self, query: str, chunks: Sequence[Passage], prefix: Optional[str] = None) -> RankedResults:
         """Rerank ``chunks`` (in first-stage order: ties and unreadable answers fall back to it).
         ``prefix`` is not shown to the generator; it is accepted to keep the Reranker contract."""
         texts, ids = rank_inputs(query, chunks)

@@ -104,9 +104,9 @@ class LikertReranker(GenerativeReranker):
     def __init__(self, generator=None, settings: Optional[Settings] = None, group_size: Optional[int] = None,
                  scale: Optional[str] = None, passage_tokens: Optional[int] = None, keep_answers: int = 0):
         super().__init__(generator, settings, passage_tokens, keep_answers)
-        self.group_size = int(group_size or self.settings.likert_group_size)
+        self.group_size = int(group_size or self.options.likert_group_size)
         groups(1, self.group_size)  # checks the size now, not mid-run
-        self.scale = scale or self.settings.likert_scale
+        self.scale = scale or self.options.likert_scale
         self.low, self.high = parse_scale(self.scale)
 
     def prompt(self, query: str, passages: Sequence[str]) -> str:

@@ -21,8 +21,9 @@ import numpy as np
 
 from ...errors import ModelError
 from ...progress import Progress, no_progress
-from ...rerank.base import Candidate, RankedResults, Reranker, make_results, rank_inputs
+from ...rerank.base import Passage, RankedResults, Reranker, make_results, rank_inputs
 from ...settings import Settings
+from ..settings import EvalSettings
 
 INSTRUCTION = "Does the passage answer the question? Answer yes or no."
 YES, NO = "yes", "no"
@@ -42,7 +43,7 @@ class PointwiseReranker(Reranker):
         from ...rerank.qr import load_model, load_tokenizer
 
         settings = settings or Settings.from_env()
-        self.batch_size = int(batch_size or settings.pointwise_batch_size)
+        self.batch_size = int(batch_size or EvalSettings.from_env().pointwise_batch_size)
         self.max_passage_tokens = max_passage_tokens
         if settings.threads > 0:
             torch.set_num_threads(settings.threads)
@@ -123,7 +124,7 @@ class PointwiseReranker(Reranker):
                 "tokens": int(sum(len(e) for e in encoded)), "timings": {"forward": seconds}}
         return out, info
 
-    def rank(self, query: str, chunks: Sequence[Candidate], prefix: Optional[str] = None) -> RankedResults:
+    def rank(self, query: str, chunks: Sequence[Passage], prefix: Optional[str] = None) -> RankedResults:
         """Score each candidate alone. ``prefix`` is not shown to the model (a pointwise scorer sees one
         passage at a time); it is accepted to keep the Reranker contract."""
         texts, ids = rank_inputs(query, chunks)

@@ -15,8 +15,8 @@ that repeats the order it was shown (as a small model copying the format example
 counted in ``calls_unchanged``.
 
 The prompt is one user message (question, numbered passages, question again, the format in RankGPT's
-words); RankGPT's multi-turn form ("Received passage [i]") gave the same copied order on the embedded
-0.5B model at 1.6× the prompt tokens.
+words); RankGPT's multi-turn form ("Received passage [i]") gave the embedded 0.5B model no better order
+for more prompt tokens (docs/eval/README.md, "Generative rerankers").
 """
 from __future__ import annotations
 
@@ -94,8 +94,8 @@ class PermutationReranker(GenerativeReranker):
     def __init__(self, generator=None, settings: Optional[Settings] = None, window: Optional[int] = None,
                  stride: Optional[int] = None, passage_tokens: Optional[int] = None, keep_answers: int = 0):
         super().__init__(generator, settings, passage_tokens, keep_answers)
-        self.window = int(window or self.settings.rankgpt_window)
-        self.stride = int(stride or self.settings.rankgpt_stride)
+        self.window = int(window or self.options.rankgpt_window)
+        self.stride = int(stride or self.options.rankgpt_stride)
         windows(self.window + 1, self.window, self.stride)  # checks window and stride now, not mid-run
 
     def prompt(self, query: str, passages: Sequence[str]) -> str:

@@ -2,7 +2,7 @@
 
 For each seed item (question, candidates, gold ids) one capture read-out over *all* heads of the scanned
 layers gives each head's candidate scores s_h(c) (mean over question tokens, sum over the candidate's
-tokens; both question-span conventions from the same pass). The QR score of a head (spec §1.1) is
+tokens; both question-span conventions from the same pass). The QR score of a head (QRHead's detection score) is
 
     QRScore_h = mean over items of Σ_{c ∈ gold} s_h(c)
 

@@ -1,4 +1,4 @@
-"""Estimating a head set's per-position prior (``bookqa heads prior``; applied by debias.py).
+"""Estimating a head set's per-position prior (``bookqa heads prior``; applied by rerank/orders.py).
 
 For each seed item and each requested candidate count n, one prompt: the item's gold candidates and
 non-gold candidates, topped up to n with non-gold candidates of *other* documents of the same source

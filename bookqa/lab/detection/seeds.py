@@ -1,4 +1,5 @@
-"""Seed sets for QR head detection, built from the development data in /work/shared/data.
+"""Seed sets for QR head detection, built from a development dataset: a file of the data folder, given as
+an argument, read with the dataset's loader in ``evaluate.datasets``.
 
 A seed row (JSONL)::
 
@@ -16,17 +17,24 @@ Builders (one per dataset):
   (``context``/``supporting_facts``) and the IRCoT format (``contexts[].is_supporting``).
   Data licence: CC BY-SA 4.0 (see hotpotqa/LICENSE-or-SOURCE.md).
 - LoCoMo: each session's turns packed into ~100-token chunks, never splitting a turn, each chunk headed
-  by its session and date; gold = chunks holding an evidence dia_id; candidates = BM25 top-20 over the
-  conversation's chunks (``\\w+`` lowercase tokens) or gold + random negatives; questions of category 5
-  (adversarial, no answer in the conversation) are skipped. Data licence: CC BY-NC 4.0.
+  by its session and date; gold = chunks holding an evidence dia_id (matched as written: "D30:05" does
+  not match turn D30:5); candidates = BM25 top-20 over the conversation's chunks or gold + random
+  negatives; questions of category 5 (adversarial, no answer in the conversation) are skipped. Data
+  licence: CC BY-NC 4.0.
 - NarrativeQA (dev questions): the story body (Gutenberg header/footer removed) packed from paragraphs
   and sentences into ~100-token chunks. Silver evidence rule: a chunk qualifies when its normalised text
   (lowercase, punctuation removed, articles a/an/the dropped, whitespace collapsed) contains a
   normalised reference answer as a whole-word phrase (answers shorter than 2 characters or that are
-  only stop words are ignored). Among qualifying chunks, the ones sharing the most distinct question
-  content words (non-stop words) win; ties keep at most 3 chunks, in book order. Questions with no
-  qualifying chunk, or whose best chunk shares no question word, are dropped. Candidates = BM25 top-20
-  for the question; items whose silver chunk is not among them are dropped.
+  only stop words are ignored; the references are taken as the file has them, "nan" included). Among
+  qualifying chunks, the ones sharing the most distinct question content words (non-stop words) win;
+  ties keep at most 3 chunks, in book order. Questions with no qualifying chunk, or whose best chunk
+  shares no question word, are dropped. Candidates = BM25 top-20 for the question; items whose silver
+  chunk is not among them are dropped.
+
+BM25 here is the retriever's Lucene BM25 (``retrieve.bm25.lucene_bm25``) over lowercase ``\\w+`` words,
+not the retriever's tokenizer: that one folds accents, drops a possessive "'s" and splits CJK into bigrams,
+which ranks LoCoMo and NarrativeQA chunks differently and so would change the seed sets. Ranking keeps
+every chunk, so a question sharing no word with enough chunks is still given ``n_candidates`` of them.
 """
 from __future__ import annotations
 
@@ -40,13 +48,15 @@ from typing import Any, Iterable, Optional, Sequence
 
 from ...errors import InputError
 from ...fileio import read_jsonl, write_jsonl
+from ...retrieve.bm25 import lucene_bm25
+from ...retrieve.textsplit import ENGLISH_STOPWORDS
 
 DATASETS = ("musique", "hotpotqa", "locomo", "narrativeqa")
 WORD = re.compile(r"\w+")
-STOP = frozenset("""a an the of and or to in on at by for with from as is are was were be been being it its this that
-these those he she they them his her their him we you i me my our your do does did what who whom whose which when
-where why how not no yes if then than so but into out up down over about after before there here have has had will
-would can could should may might must shall one also just very""".split())
+# The silver-evidence rule's stop words: the retriever's English list plus the question words, auxiliaries
+# and particles a question is made of, so only its content words count as shared with a chunk.
+STOP = ENGLISH_STOPWORDS | frozenset("""about after also before being can could did do does down here him how just may
+might must one out over shall should up very where whom whose why would yes""".split())
 
 
 @dataclass
@@ -162,17 +172,15 @@ def words(text: str) -> list[str]:
     return WORD.findall(text.lower())
 
 
-class BM25Index:
-    """BM25 (bm25s defaults) over lowercase ``\\w+`` tokens."""
+class WordBm25:
+    """The retriever's BM25 over lowercase ``\\w+`` words of a few chunk texts, in memory."""
 
     def __init__(self, texts: Sequence[str]):
-        import bm25s
-
         self.n = len(texts)
-        self.retriever = bm25s.BM25()
-        self.retriever.index([words(t) or ["_"] for t in texts], show_progress=False)
+        self.retriever = lucene_bm25([words(t) or ["_"] for t in texts])
 
     def top(self, query: str, k: int) -> list[int]:
+        """The ``k`` best chunks, ties (zero scores included) to the earlier chunk."""
         import numpy as np
 
         scores = self.retriever.get_scores(words(query))
@@ -198,53 +206,46 @@ def _parse_range(spec: Optional[str], n: int) -> list[int]:
 # ---------------------------------------------------------------------------------------------
 # builders
 # ---------------------------------------------------------------------------------------------
+# The dataset loaders are imported inside the builders: ``evaluate`` imports this module (the silver rule's
+# stop words and normalisation), so a module-level import would be circular.
+
+def _paragraph_items(source: str, data, budget: TokenBudget, max_tokens: int, select: Optional[str],
+                     n_candidates: Optional[int], shuffle: bool, drops: Optional[dict]) -> list[SeedItem]:
+    """MuSiQue/HotpotQA: each question (one document of paragraphs per question, in file order) with its
+    own paragraphs as candidates, "title\\ntext" even when the title is empty."""
+    items = []
+    for i in _parse_range(select, len(data.questions)):
+        doc, q = data.documents[i], data.questions[i]
+        cands = [budget.cap(f"{p.title}\n{p.text}", max_tokens) for p in doc.paragraphs]
+        supporting = set(q.evidence.items)
+        gold = [k for k, p in enumerate(doc.paragraphs) if p.key in supporting]
+        if not gold:
+            _drop(drops, "no supporting paragraph")
+            continue
+        item_id = f"{source}:{q.id}"
+        cands, gold = _arrange(item_id, cands, gold, n_candidates, shuffle)
+        items.append(SeedItem(item_id, source, q.question, cands, gold, doc_id=q.doc_id))
+    return items
+
 
 def build_musique(path: Path | str, budget: TokenBudget, max_tokens: int = 120, select: Optional[str] = None,
                   n_candidates: Optional[int] = None, shuffle: bool = True,
                   drops: Optional[dict] = None) -> list[SeedItem]:
-    rows = read_jsonl(path)
-    items = []
-    for i in _parse_range(select, len(rows)):
-        r = rows[i]
-        paras = r["paragraphs"]
-        cands = [budget.cap(f"{p['title']}\n{p['paragraph_text']}", max_tokens) for p in paras]
-        gold = [k for k, p in enumerate(paras) if p.get("is_supporting")]
-        if not gold:
-            _drop(drops, "no supporting paragraph")
-            continue
-        item_id = f"musique:{r['id']}"
-        cands, gold = _arrange(item_id, cands, gold, n_candidates, shuffle)
-        items.append(SeedItem(item_id, "musique", r["question"], cands, gold, doc_id=str(r["id"])))
-    return items
+    """``select`` counts lines of the file, unanswerable questions included (dropped only when, as in
+    MuSiQue-Full, no paragraph of theirs is supporting)."""
+    from ..evaluate.datasets.musique import load_musique
+
+    data = load_musique(path, keep_unanswerable=True, require_answers=False)
+    return _paragraph_items("musique", data, budget, max_tokens, select, n_candidates, shuffle, drops)
 
 
 def build_hotpotqa(path: Path | str, budget: TokenBudget, max_tokens: int = 120, select: Optional[str] = None,
                    n_candidates: Optional[int] = None, shuffle: bool = True,
                    drops: Optional[dict] = None) -> list[SeedItem]:
-    path = Path(path)
-    if path.suffix == ".jsonl":
-        rows = read_jsonl(path)
-    else:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    items = []
-    for i in _parse_range(select, len(rows)):
-        r = rows[i]
-        if "contexts" in r:  # IRCoT format
-            qid, question = r["question_id"], r["question_text"]
-            paras = [(c["title"], c["paragraph_text"], bool(c.get("is_supporting"))) for c in r["contexts"]]
-        else:  # official distractor format
-            qid, question = r["_id"], r["question"]
-            support = {t for t, _ in r["supporting_facts"]}
-            paras = [(t, "".join(s).strip(), t in support) for t, s in r["context"]]  # sentences keep their spaces
-        cands = [budget.cap(f"{t}\n{x}", max_tokens) for t, x, _ in paras]
-        gold = [k for k, (_, _, g) in enumerate(paras) if g]
-        if not gold:
-            _drop(drops, "no supporting paragraph")
-            continue
-        item_id = f"hotpotqa:{qid}"
-        cands, gold = _arrange(item_id, cands, gold, n_candidates, shuffle)
-        items.append(SeedItem(item_id, "hotpotqa", question, cands, gold, doc_id=str(qid)))
-    return items
+    from ..evaluate.datasets.hotpotqa import load_hotpotqa
+
+    data = load_hotpotqa(path, require_answers=False)
+    return _paragraph_items("hotpotqa", data, budget, max_tokens, select, n_candidates, shuffle, drops)
 
 
 def locomo_chunks(conversation: dict[str, Any], budget: TokenBudget, target_tokens: int = 100) -> list[dict]:
@@ -275,33 +276,32 @@ def locomo_chunks(conversation: dict[str, Any], budget: TokenBudget, target_toke
     return chunks
 
 
-_EVIDENCE = re.compile(r"D:?(\d+):(\d+)")
-
-
 def build_locomo(path: Path | str, budget: TokenBudget, n_candidates: int = 20, candidates: str = "bm25",
                  select: Optional[str] = None, per_doc: Optional[int] = None, target_tokens: int = 100,
                  max_tokens: int = 160, shuffle: bool = True, drops: Optional[dict] = None) -> list[SeedItem]:
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    from ..evaluate.datasets.locomo import ADVERSARIAL, dia_ids, load_locomo
+
+    data = load_locomo(path)
     items = []
-    for ci in _parse_range(select, len(data)):
-        conv = data[ci]
-        chunks = locomo_chunks(conv["conversation"], budget, target_tokens)
+    for ci in _parse_range(select, len(data.documents)):
+        conv = data.documents[ci]
+        chunks = locomo_chunks(conv.transcript["conversation"], budget, target_tokens)
         texts = [budget.cap(c["text"], max_tokens) for c in chunks]
         where = {d: k for k, c in enumerate(chunks) for d in c["dia_ids"]}
-        index = BM25Index(texts) if candidates == "bm25" else None
+        index = WordBm25(texts) if candidates == "bm25" else None
         doc_items = []
-        for qi, qa in enumerate(conv["qa"]):
-            if qa.get("category") == 5 or "answer" not in qa:
+        for qa in data.questions_of(conv.id):  # ids "<sample_id>:<position in its qa list>"
+            if qa.category == ADVERSARIAL:
                 _drop(drops, "adversarial (category 5) or no answer")
                 continue
-            ids = {f"D{a}:{b}" for e in qa.get("evidence", []) for a, b in _EVIDENCE.findall(e)}
+            ids = set(dia_ids(qa.evidence.detail.get("raw", []), as_written=True))
             gold_chunks = sorted({where[d] for d in ids if d in where})
             if not gold_chunks:
                 _drop(drops, "evidence turns not found")
                 continue
-            item_id = f"locomo:{conv['sample_id']}:{qi}"
+            item_id = f"locomo:{qa.id}"
             if index is not None:
-                picked = index.top(qa["question"], n_candidates)
+                picked = index.top(qa.question, n_candidates)
             else:
                 rest = [k for k in range(len(texts)) if k not in gold_chunks]
                 _rng("neg", item_id).shuffle(rest)
@@ -311,10 +311,10 @@ def build_locomo(path: Path | str, budget: TokenBudget, n_candidates: int = 20, 
                 _drop(drops, "no positive among the candidates")
                 continue  # the evidence was not retrieved: nothing to learn from
             cands, gold = _arrange(item_id, [texts[c] for c in picked], gold, shuffle=shuffle)
-            doc_items.append(SeedItem(item_id, "locomo", qa["question"], cands, gold, doc_id=conv["sample_id"],
-                                      meta={"category": qa.get("category")}))
+            doc_items.append(SeedItem(item_id, "locomo", qa.question, cands, gold, doc_id=conv.id,
+                                      meta={"category": qa.category}))
         if per_doc is not None:
-            _rng("per_doc", conv["sample_id"]).shuffle(doc_items)
+            _rng("per_doc", conv.id).shuffle(doc_items)
             doc_items = sorted(doc_items[:per_doc], key=lambda it: int(it.id.rsplit(":", 1)[1]))
         items.extend(doc_items)
     return items
@@ -365,49 +365,47 @@ def story_chunks(text: str, budget: TokenBudget, target_tokens: int = 100, max_t
 def build_narrativeqa(path: Path | str, budget: TokenBudget, n_candidates: int = 20, select: Optional[str] = None,
                       per_doc: Optional[int] = None, max_tokens: int = 120, shuffle: bool = True,
                       drops: Optional[dict] = None) -> list[SeedItem]:
-    """``path``: qaps_dev.jsonl (its ``story_file`` entries are resolved next to it)."""
-    path = Path(path)
-    rows = read_jsonl(path)
-    by_doc: dict[str, list[dict]] = {}
-    for r in rows:
-        if r.get("story_available", True):
-            by_doc.setdefault(r["document_id"], []).append(r)
-    doc_ids = sorted(by_doc)
+    """``path``: qaps_dev.jsonl (its ``story_file`` entries are resolved next to it). ``select`` counts the
+    documents in id order, those whose story file is missing included (their questions are dropped)."""
+    from ..evaluate.datasets.narrativeqa import load_narrativeqa
+
+    data = load_narrativeqa(path)
+    documents = {d.id: d for d in data.documents}
+    doc_ids = sorted(documents.keys() | data.missing_text.keys())
     items = []
     for di in _parse_range(select, len(doc_ids)):
         doc = doc_ids[di]
-        story = path.parent / by_doc[doc][0]["story_file"]
-        if not story.is_file():
-            for _ in by_doc[doc]:
+        if doc not in documents:
+            for _ in range(data.missing_text[doc]):
                 _drop(drops, "story file missing")
             continue
-        chunks = story_chunks(story.read_text(encoding="utf-8", errors="replace"), budget,
-                              target_tokens=min(100, max_tokens), max_tokens=max_tokens)
+        chunks = story_chunks(documents[doc].get_text(), budget, target_tokens=min(100, max_tokens),
+                              max_tokens=max_tokens)
         norm = [f" {_normalise(c)} " for c in chunks]
-        index = BM25Index(chunks)
+        index = WordBm25(chunks)
         doc_items = []
-        for r in by_doc[doc]:
-            answers = {_normalise(a) for a in r.get("answers", [])}
+        for r in data.questions_of(doc):
+            answers = {_normalise(a) for a in r.meta.get("answers_as_written", r.answers)}
             answers = {a for a in answers if len(a) >= 2 and not all(w in STOP for w in a.split())}
             hits = [k for k, c in enumerate(norm) if any(f" {a} " in c for a in answers)]
             if not hits:
                 _drop(drops, "no silver evidence chunk")
                 continue
-            qwords = {w for w in words(r["question"]) if w not in STOP}
+            qwords = {w for w in words(r.question) if w not in STOP}
             overlap = {k: len(qwords & set(norm[k].split())) for k in hits}
             best = max(overlap.values())
             if best == 0:
                 _drop(drops, "no silver evidence chunk")
                 continue
             silver = [k for k in hits if overlap[k] == best][:3]
-            picked = index.top(r["question"], n_candidates)
+            picked = index.top(r.question, n_candidates)
             gold = [k for k, c in enumerate(picked) if c in silver]
             if not gold:
                 _drop(drops, "no positive among the candidates")
                 continue
-            item_id = f"narrativeqa:{r['qid']}"
+            item_id = f"narrativeqa:{r.id}"
             cands, gold = _arrange(item_id, [chunks[c] for c in picked], gold, shuffle=shuffle)
-            doc_items.append(SeedItem(item_id, "narrativeqa", r["question"], cands, gold, doc_id=doc))
+            doc_items.append(SeedItem(item_id, "narrativeqa", r.question, cands, gold, doc_id=doc))
         if per_doc is not None:
             _rng("per_doc", doc).shuffle(doc_items)
             doc_items = doc_items[:per_doc]

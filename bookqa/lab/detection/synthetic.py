@@ -1,4 +1,4 @@
-"""A synthetic name-anchored reranking check (models.md §2d).
+"""A synthetic name-anchored reranking check: does a head set rank by who a question names?
 
 Each item has ~20 short passages about distinct made-up people: one template fact plus a filler
 sentence ("Silas Thorne keeps a grey parrot. Nobody in the village found this surprising."). The

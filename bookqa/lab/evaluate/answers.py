@@ -8,12 +8,12 @@ letter; the letter is parsed with ``metrics.parse_choice``.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict
 from typing import Any, Sequence
 
-from ...answer import Evidence, attribute_uncited, build_messages, evidence_in_document_order, is_chinese, parse_citations
+from ...answer import Evidence, is_chinese
 from ...chunk import Chunk
+from ...pipeline import answer_from
 from .datasets.base import Question
 from .metrics import answer_scores, locomo_score, parse_choice
 
@@ -45,26 +45,19 @@ def mc_messages(question: str, options: dict[str, str], evidence: Sequence[Evide
 def generate_answer(generator, question: Question, chunks: Sequence[Chunk], ranked_ids: Sequence[int],
                     title: str, top_n: int, max_tokens: int, config: str) -> dict[str, Any]:
     """Generate and parse one answer from the top ``top_n`` chunks of ``ranked_ids``."""
-    chosen = [Evidence(number=0, chunk=chunks[cid], score=0.0, rank=r)
-              for r, cid in enumerate(ranked_ids[:top_n], 1)]
-    evidence = evidence_in_document_order(chosen)
-    if question.is_multiple_choice:
-        messages = mc_messages(question.question, question.options or {}, evidence, title)
-        max_tokens = MC_MAX_TOKENS
-    else:
-        messages = build_messages(question.question, evidence, title=title)
-    t0 = time.perf_counter()
-    completion = generator.complete(messages, max_tokens=max_tokens, temperature=0.0)
-    seconds = time.perf_counter() - t0
-    text = completion.text.strip()
+    mc = question.is_multiple_choice
+    drafted = answer_from(generator, question.question, chunks, [(cid, 0.0) for cid in ranked_ids], title=title,
+                          top_n=top_n, max_tokens=MC_MAX_TOKENS if mc else max_tokens, parse=not mc,
+                          messages=(lambda ev: mc_messages(question.question, question.options or {}, ev, title))
+                          if mc else None)
+    text, parsed = drafted.text, drafted.parsed
     row: dict[str, Any] = {"config": config, "evidence": [int(c) for c in ranked_ids[:top_n]], "text": text,
-                           "seconds": round(seconds, 4), "prompt_tokens": completion.prompt_tokens,
-                           "completion_tokens": completion.completion_tokens,
+                           "seconds": round(drafted.seconds, 4), "prompt_tokens": drafted.prompt_tokens,
+                           "completion_tokens": drafted.completion_tokens,
                            "generator": getattr(generator, "model_id", type(generator).__name__)}
-    if question.is_multiple_choice:
+    if mc:
         row["letter"] = parse_choice(text, list(question.options or {}))
     else:
-        parsed = attribute_uncited(parse_citations(text, evidence), evidence)
         row["citations"] = [{k: v for k, v in asdict(c).items() if k != "quote"} for c in parsed.citations]
         row["invalid_citations"] = parsed.invalid_numbers
     return row

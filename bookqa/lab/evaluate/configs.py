@@ -30,10 +30,8 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from ...errors import ConfigError
 from ...retrieve import search
 from ...settings import Settings
 

@@ -5,7 +5,7 @@
 - DetectiveQA ``markers``: paragraph N runs from its ``[N]`` marker to the next marker; the chunks
   overlapping the clue and answer paragraphs.
 - ``spans``: the chunks overlapping the annotated character spans.
-- NarrativeQA ``silver``: the rule of the head-detection seed builder (bookqa/rerank/seeds.py), applied to
+- NarrativeQA ``silver``: the rule of the head-detection seed builder (bookqa/lab/detection/seeds.py), applied to
   the book's own chunks: a chunk qualifies when its normalised text contains a normalised reference
   answer as a whole-word phrase (answers shorter than 2 characters, or made only of stop words, are
   ignored); among qualifying chunks the ones sharing the most distinct question content words win,

@@ -1,6 +1,6 @@
 """Retrieval and answer metrics, and bootstrap confidence intervals.
 
-- Recall@k = |top-k ∩ gold| / |gold| per question (HippoRAG-style passage recall, spec §7.3), averaged
+- Recall@k = |top-k ∩ gold| / |gold| per question (HippoRAG-style passage recall), averaged
   over the questions that have gold; recall-any@k = 1 when at least one gold chunk is in the top k.
 - Answer token F1 and EM with SQuAD normalisation (lowercase, punctuation and a/an/the removed,
   whitespace collapsed), the maximum over the reference answers; ROUGE-L F-measure (``rouge-score``).

@@ -13,6 +13,7 @@ from ...errors import ConfigError
 from ...pipeline import get_reranker
 from ...rerank.config import QRRankerConfig
 from ...settings import Settings
+from ..settings import EvalSettings
 from .configs import (ALL_CONFIGS, DEFAULT_CONFIGS, FIRST_STAGE, PERMUTATIONS_DEFAULT, QR_VARIANTS, REFINE_DEFAULT,
                       TRAINED_CONFIGS, TRAINED_EXTENSIONS, Config, FirstStageConfig, FusedConfig, RerankConfig)
 from .robust import ExtendedConfig, PassPlan, make_variant
@@ -27,34 +28,39 @@ def default_ranker_config(settings: Settings) -> QRRankerConfig:
 _POINTWISE: dict[tuple, Any] = {}
 
 
-def get_pointwise(settings: Settings):
+def get_pointwise(settings: Settings, options: EvalSettings):
     """The pointwise baseline for these settings, loaded once per process."""
     from ..baselines.pointwise import PointwiseReranker
 
-    key = (settings.reranker_model, settings.device, settings.dtype, settings.pointwise_batch_size,
+    key = (settings.reranker_model, settings.device, settings.dtype, options.pointwise_batch_size,
            str(settings.models_dir))
     if key not in _POINTWISE:
-        _POINTWISE[key] = PointwiseReranker(settings.reranker_model, settings=settings)
+        _POINTWISE[key] = PointwiseReranker(settings.reranker_model, settings=settings,
+                                                  batch_size=options.pointwise_batch_size)
     return _POINTWISE[key]
 
 
 _GENERATIVE: dict[tuple, Any] = {}
 
 
-def get_generative(name: str, settings: Settings):
+def get_generative(name: str, settings: Settings, options: EvalSettings):
     """The ``rankgpt`` or ``likert`` baseline over the configured generator, made once per process."""
     key = (name, settings.generator, settings.generator_model, settings.base_url, settings.generator_n_ctx,
-           settings.rankgpt_window, settings.rankgpt_stride, settings.likert_group_size, settings.likert_scale,
-           settings.genrank_passage_tokens, str(settings.models_dir))
+           options.rankgpt_window, options.rankgpt_stride, options.likert_group_size, options.likert_scale,
+           options.genrank_passage_tokens, str(settings.models_dir))
     if key not in _GENERATIVE:
         if name == "rankgpt":
             from ..baselines.rankgpt import PermutationReranker
 
-            _GENERATIVE[key] = PermutationReranker(settings=settings)
+            _GENERATIVE[key] = PermutationReranker(settings=settings, window=options.rankgpt_window,
+                                                   stride=options.rankgpt_stride,
+                                                   passage_tokens=options.genrank_passage_tokens)
         else:
             from ..baselines.likert import LikertReranker
 
-            _GENERATIVE[key] = LikertReranker(settings=settings)
+            _GENERATIVE[key] = LikertReranker(settings=settings, group_size=options.likert_group_size,
+                                              scale=options.likert_scale,
+                                              passage_tokens=options.genrank_passage_tokens)
     return _GENERATIVE[key]
 
 
@@ -76,12 +82,14 @@ def parse_config_names(spec: Optional[str | Sequence[str]], trained: Optional[Pa
 
 
 def build_configs(names: Sequence[str], settings: Settings, trained: Optional[Path] = None,
-                  rerankers: Optional[dict[str, Any]] = None, permutations: Optional[int] = None) -> list[Config]:
+                  rerankers: Optional[dict[str, Any]] = None, permutations: Optional[int] = None,
+                  options: Optional[EvalSettings] = None) -> list[Config]:
     """Configurations in run order (first stage, rerankers, fusions); a fusion brings in the reranker
     it reads. ``rerankers`` overrides the reranker object of "qr" / "qr_prefix" / "qr_trained" /
     "pointwise" / "rankgpt" / "likert" (tests pass tiny models and fake generators). ``permutations``:
     orders of the ``*_perm`` configurations (default: rerank_permutations, or 3 when that is 0 or 1)."""
     rerankers = dict(rerankers or {})
+    options = options or EvalSettings.from_env()
     names = list(names)
     plan = PassPlan()  # the QR configurations share forward passes
     if "qr_fused" in names and "qr" not in names:
@@ -122,13 +130,13 @@ def build_configs(names: Sequence[str], settings: Settings, trained: Optional[Pa
             refine = settings.rerank_refine
             return ExtendedConfig(name, base, trained_ranker, refine=refine if refine > 1 else REFINE_DEFAULT)
         if name == "pointwise":
-            config = RerankConfig("pointwise", lambda: rerankers.get("pointwise") or get_pointwise(settings))
+            config = RerankConfig("pointwise", lambda: rerankers.get("pointwise") or get_pointwise(settings, options))
             config.order_sensitive = False  # one (question, passage) pair at a time
             return config
         if name in ("rankgpt", "likert"):
-            return RerankConfig(name, lambda: rerankers.get(name) or get_generative(name, settings))
+            return RerankConfig(name, lambda: rerankers.get(name) or get_generative(name, settings, options))
         if name == "qr_fused":
-            return FusedConfig("qr_fused", "qr", settings.eval_fusion_weight, settings.rrf_k)
+            return FusedConfig("qr_fused", "qr", options.eval_fusion_weight, settings.rrf_k)
         raise ConfigError(f"unknown configuration {name!r}")
 
     configs = [make(n) for n in names]

@@ -1,4 +1,4 @@
-"""The QR configurations of an evaluation run, order-robust options included (rerank/debias.py).
+"""The QR configurations of an evaluation run, order-robust options included (rerank/orders.py).
 
 ``qr``               the reranker as configured (its calibration / debiasing / permutation settings)
 ``qr_cal``           null-query calibration ("N/A" question; the prefix KV cache is reused)

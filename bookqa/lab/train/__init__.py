@@ -1,4 +1,4 @@
-"""QR training (spec §4): group contrastive fine-tuning of the layers that feed the QR heads.
+"""QR training (the QRRanker paper's recipe): group contrastive fine-tuning of the layers that feed the QR heads.
 
 samples.py   training samples from the seed builders (JSONL, split by document)
 loss.py      max-min normalisation to [0, 8] and the group contrastive loss

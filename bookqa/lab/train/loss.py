@@ -1,4 +1,4 @@
-"""The QRRanker training objective (spec §4.2).
+"""The QRRanker training objective: the paper's group contrastive loss over normalised QR scores.
 
 Per sample, the candidates' raw QR scores S are max-min normalised to [0, SCALE]::
 

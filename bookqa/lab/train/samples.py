@@ -1,6 +1,6 @@
-"""Training samples for QR training (spec §4.1).
+"""Training samples for QR training.
 
-A sample is a seed row (bookqa/rerank/seeds.py) in retriever order, plus an optional summary prefix and
+A sample is a seed row (bookqa/lab/detection/seeds.py) in retriever order, plus an optional summary prefix and
 its split::
 
     {"id": "narrativeqa:…", "source": "narrativeqa", "question": "...", "candidates": ["text", ...],
@@ -17,7 +17,7 @@ Split: by document, deterministic: a document goes to validation when the hash o
 below ``val_frac``, independent of file order and of which other documents were built.
 
 Summary prefix (``prefix=True``, NarrativeQA and LoCoMo; none for Wikipedia-style datasets, as in the
-paper's main results, spec §4.5): extractive block summaries (bookqa's summarizer, ``summary_block``
+QRRanker paper's main results): extractive block summaries (bookqa's summarizer, ``summary_block``
 chunks per block) over the document's chunks as the seed builder cut them, then the summaries covering
 most of the sample's candidates within ``prefix_tokens`` (summarizer.prefix.select_prefix, the selection
 used at inference).

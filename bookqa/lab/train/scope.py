@@ -1,6 +1,6 @@
 """Which parameters QR training updates.
 
-Only the QR heads' attention at the question rows enters the loss, so (spec §4.3) the layers above the
+Only the QR heads' attention at the question rows enters the loss, so the layers above the
 deepest QR layer L are never loaded, and in layer L itself only what feeds its query/key states can
 change the loss: the input norm, q/k projections (and Qwen3's q/k norms). Its value and output
 projections, post-attention norm and MLP, and the final norm, get no gradient and are left frozen.

@@ -1,4 +1,4 @@
-"""Differentiable QR scores (spec §3.1) for training.
+"""Differentiable QR scores for training.
 
 The same quantity QRRanker ranks by (bookqa/rerank/qr.py, ``aggregate="sum"``, no calibration)::
 

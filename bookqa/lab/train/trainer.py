@@ -1,4 +1,4 @@
-"""The QR training loop (spec §4): AdamW over the scope's parameters, batch size 1 with gradient
+"""The QR training loop (the QRRanker paper's recipe): AdamW over the scope's parameters, batch size 1 with gradient
 accumulation, checkpoints every N steps, resume from the last one, validation Recall@1/3/5 before, at
 every checkpoint and after, and an output directory that QRRanker loads as a model.
 
@@ -38,6 +38,7 @@ from ...fileio import fingerprint, write_json
 from ...progress import Progress, no_progress
 from ...rerank.heads import MODEL_DIR_HEADS
 from ...settings import Settings
+from ..settings import TrainSettings
 from .checkpoint import latest_checkpoint, load_checkpoint, read_state, save_checkpoint
 from .curve import running_mean, write_loss_curve
 from .loss import SCALE, group_contrastive_loss
@@ -53,7 +54,7 @@ KS = (1, 3, 5)
 # about ten times more to move in a few dozen steps (the 30-step CPU run, docs/training-qwen2.5-coder-0.5b.md)
 DEFAULT_LR = {"full": 1e-5, "qr-layers": 1e-5, "lora": 1e-4}
 # Candidate order in training prompts. Retriever order (the paper's) puts a gold chunk first far more often
-# than chance (22-59% of the development samples, against 10% at random among 10), which rewards the
+# than chance (docs/training-qwen2.5-coder-0.5b.md, "But it learned the prompt position"), which rewards the
 # primacy that untrained heads already have; "shuffled" permutes each training sample's candidates once
 # (seeded by sample id), so position carries no information. Validation keeps retriever order.
 ORDERS = ("retriever", "shuffled")
@@ -83,7 +84,7 @@ class TrainOptions:
             object.__setattr__(self, "lr", DEFAULT_LR.get(self.scope, DEFAULT_LR["full"]))
 
     @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> "TrainOptions":
+    def from_settings(cls, settings: TrainSettings, **overrides: Any) -> "TrainOptions":
         values = {f.name: getattr(settings, f"train_{f.name}") for f in dataclasses.fields(cls)}
         values.update({k: v for k, v in overrides.items() if v is not None})
         opts = cls(**values)
@@ -263,7 +264,7 @@ def train(model: str, data: Sequence[str | Path], out: str | Path, *, heads: Opt
     from .scores import QRScorer
 
     settings = settings or Settings.from_env()
-    options = options or TrainOptions.from_settings(settings)
+    options = options or TrainOptions.from_settings(TrainSettings.from_env())
     options.validate()
     out = Path(out)
     if settings.threads > 0:

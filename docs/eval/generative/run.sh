@@ -6,11 +6,14 @@
 # one-thread job on a 2-core machine). Resumable: run it again to finish what is missing.
 set -euo pipefail
 main() {
+    # The development data (locomo/, narrativeqa/): the first argument or $BOOKQA_DATA.
+    . "$(dirname "$0")/../data-dir.sh"
+    D=$(data_dir "$0" "${1:-}" "locomo/, narrativeqa/") || exit 2
     cd "$(dirname "$0")/../../.."
     export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false BOOKQA_THREADS=1
     export BOOKQA_RERANKER_ADAPTER=none  # the reranker these runs began with
     export BOOKQA_DTYPE=float32  # as every stored row ("auto" is bfloat16 on CPUs with AVX512-BF16)
-    D=/work/shared/data G=docs/eval/generative X=docs/eval/qr-head-detection-ids.txt
+    G=docs/eval/generative X=docs/eval/qr-head-detection-ids.txt
     C=bm25,dense,hybrid,qr,rankgpt,likert
     BQ=".venv/bin/python -m bookqa"
     $BQ eval locomo --data $D/locomo/locomo10.json --books 2 --per-book 5 --configs $C --k 20 \

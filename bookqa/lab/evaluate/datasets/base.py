@@ -107,6 +107,9 @@ class EvalData:
     documents: list[Document]
     questions: list[Question]
     notes: list[str] = field(default_factory=list)  # what was skipped and why, for the report
+    # document id -> number of its questions left out because the document's text file is absent (the
+    # document is named and said to be available, so a builder that counts documents still counts it)
+    missing_text: dict[str, int] = field(default_factory=dict)
 
     def document(self, doc_id: str) -> Document:
         for d in self.documents:

@@ -10,8 +10,8 @@
 A sample is ``{"novel_id", "num_paragraphs", "questions": [{"question", "options": {"A".."D"}, "answer",
 "distraction", "reasoning", "clue_position": [N, ...], "answer_position": N}]}``. Novels mark paragraphs
 with a leading ``[N]``; gold evidence = the clue paragraphs and the answer paragraph. (The published
-format is recorded in /work/shared/data/detectiveqa/LICENSE-or-SOURCE.md; it was not verified against
-the real files, which are not available here.)
+format is recorded in the LICENSE-or-SOURCE.md of the DetectiveQA folder in the data folder; it was not
+verified against the real files, which are not available here.)
 """
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ def load_detectiveqa(path: Path | str, langs: Sequence[str] = LANGS) -> EvalData
         exports = sorted(path.glob("*.jsonl"))
         if len(exports) == 1:
             return _load_jsonl(exports[0])
-        raise InputError(f"{path}: no anno_data_en/ or anno_data_zh/ folder (the Hub layout) and no single JSONL export")
+        raise InputError(f"{path}: no anno_data_en/ or anno_data_zh/ folder (the Hub layout) "
+                         "and no single JSONL export")
     return _load_hub(path, langs)
 
 
@@ -74,12 +75,15 @@ def _load_hub(root: Path, langs: Sequence[str]) -> EvalData:
                     if doc_id not in documents:
                         novel = _novel_file(root, lang, novel_id)
                         if novel is None:
-                            raise malformed(file, where, f"no novel text novel_data_{lang}/{novel_id}-*.txt under {root}")
-                        documents[doc_id] = Document(id=doc_id, title=_title_from_file(novel, novel_id), kind="novel",
-                                                     text_path=novel, lang=lang, meta={"novel_id": novel_id})
+                            raise malformed(file, where,
+                                            f"no novel text novel_data_{lang}/{novel_id}-*.txt under {root}")
+                        documents[doc_id] = Document(id=doc_id, title=_title_from_file(novel, novel_id),
+                                                     kind="novel", text_path=novel, lang=lang,
+                                                     meta={"novel_id": novel_id})
                     questions += _questions(sample, file, where, doc_id, lang, anno)
     if not questions:
-        raise InputError(f"{root}: no annotation files found under anno_data_{{{','.join(langs)}}}/{{{','.join(ANNOTATIONS)}}}")
+        raise InputError(f"{root}: no annotation files found under "
+                         f"anno_data_{{{','.join(langs)}}}/{{{','.join(ANNOTATIONS)}}}")
     return EvalData("detectiveqa", str(root), list(documents.values()), questions, notes).check()
 
 
@@ -113,9 +117,11 @@ def _load_jsonl(path: Path) -> EvalData:
                 novel = _novel_file(path.parent, lang, novel_id)
                 if novel is None:
                     raise malformed(path, where, f"no novel text: the record has none of the fields "
-                                    f"{', '.join(TEXT_FIELDS)} and no novel_data_{lang}/{novel_id}-*.txt lies next to it")
-                documents[doc_id] = Document(id=doc_id, title=str(row.get("title") or _title_from_file(novel, novel_id)),
-                                             kind="novel", text_path=novel, lang=lang, meta={"novel_id": novel_id})
+                                    f"{', '.join(TEXT_FIELDS)} and no novel_data_{lang}/{novel_id}-*.txt "
+                                    "lies next to it")
+                title = str(row.get("title") or _title_from_file(novel, novel_id))
+                documents[doc_id] = Document(id=doc_id, title=title, kind="novel", text_path=novel, lang=lang,
+                                             meta={"novel_id": novel_id})
         anno = str(row.get("anno_type") or row.get("source") or f"l{n}")
         questions += _questions(row, path, where, doc_id, lang, anno)
     return EvalData("detectiveqa", str(path), list(documents.values()), questions).check()

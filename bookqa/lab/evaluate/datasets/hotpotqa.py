@@ -7,7 +7,8 @@
 - IRCoT JSONL (StonyBrookNLP/ircot ``processed_data``): ``{"question_id", "question_text",
   "answers_objects": [{"spans": [...]}], "contexts": [{"id", "title", "paragraph_text", "is_supporting"}]}``.
 
-Each question's paragraphs are its corpus, one chunk per paragraph ("title\\ntext").
+Each question's paragraphs are its corpus, one chunk per paragraph ("title\\ntext"). ``require_answers=False``
+accepts records without an answer (the head-detection seeds need only the paragraphs).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from .base import (Document, EvalData, Evidence, Paragraph, Question, iter_jsonl
                    read_json_file, str_list)
 
 
-def load_hotpotqa(path: Path | str) -> EvalData:
+def load_hotpotqa(path: Path | str, require_answers: bool = True) -> EvalData:
     path = Path(path)
     if path.suffix == ".jsonl":
         records = list(iter_jsonl(path))
@@ -33,18 +34,20 @@ def load_hotpotqa(path: Path | str) -> EvalData:
     for n, row in records:
         where = where_of(n)
         if isinstance(row, dict) and "contexts" in row:
-            doc, q = _ircot(row, path, where)
+            doc, q = _ircot(row, path, where, require_answers)
         else:
-            doc, q = _official(row, path, where)
+            doc, q = _official(row, path, where, require_answers)
         documents.append(doc)
         questions.append(q)
     return EvalData("hotpotqa", str(path), documents, questions).check()
 
 
-def _official(row: Any, path: Path, where: str) -> tuple[Document, Question]:
+def _official(row: Any, path: Path, where: str, require_answers: bool) -> tuple[Document, Question]:
     qid = str(need(row, "_id", (str, int), path, where))
     question = need(row, "question", str, path, where)
-    answer = need(row, "answer", (str, int, float), path, where)
+    answers: list[str] = []
+    if require_answers or "answer" in row:
+        answers = [str(need(row, "answer", (str, int, float), path, where))]
     context = need(row, "context", list, path, where)
     facts = need(row, "supporting_facts", list, path, where)
     paragraphs = []
@@ -63,19 +66,22 @@ def _official(row: Any, path: Path, where: str) -> tuple[Document, Question]:
     if missing:
         raise malformed(path, where, f"supporting fact title(s) not in the context: {', '.join(missing)}")
     doc = Document(id=qid, title=qid, kind="paragraphs", paragraphs=paragraphs)
-    q = Question(id=qid, doc_id=qid, question=question, answers=[str(answer)],
+    q = Question(id=qid, doc_id=qid, question=question, answers=answers,
                  evidence=Evidence("paragraphs", gold, {"supporting_facts": support}),
                  category=row.get("type"), meta={"level": row.get("level")} if row.get("level") else {})
     return doc, q
 
 
-def _ircot(row: Any, path: Path, where: str) -> tuple[Document, Question]:
+def _ircot(row: Any, path: Path, where: str, require_answers: bool) -> tuple[Document, Question]:
     qid = str(need(row, "question_id", (str, int), path, where))
     question = need(row, "question_text", str, path, where)
     answers: list[str] = []
-    for k, obj in enumerate(need(row, "answers_objects", list, path, where)):
+    objects = []
+    if require_answers or "answers_objects" in row:
+        objects = need(row, "answers_objects", list, path, where)
+    for k, obj in enumerate(objects):
         answers += str_list(need(obj, "spans", list, path, f"{where}, answers_objects {k}"), path, where, "spans")
-    if not answers:
+    if not answers and require_answers:
         raise malformed(path, where, "no answer span in 'answers_objects'")
     paragraphs, gold = [], []
     for k, c in enumerate(need(row, "contexts", list, path, where)):

@@ -26,12 +26,16 @@ ADVERSARIAL = 5
 _DIA_ID = re.compile(r"D:?(\d+):(\d+)")
 
 
-def dia_ids(evidence: list) -> list[str]:
-    """Normalised dialogue ids ("D1:3") found in a question's evidence strings, in order, once each."""
+def dia_ids(evidence: list, as_written: bool = False) -> list[str]:
+    """Normalised dialogue ids ("D1:3") found in a question's evidence strings, in order, once each.
+
+    ``as_written``: keep the numbers' digits as the annotation has them ("D30:05" stays "D30:05" and so
+    matches no turn id); the head-detection seed builder matches evidence this way.
+    """
     out: list[str] = []
     for e in evidence:
         for a, b in _DIA_ID.findall(str(e)):
-            d = f"D{int(a)}:{int(b)}"
+            d = f"D{a}:{b}" if as_written else f"D{int(a)}:{int(b)}"
             if d not in out:
                 out.append(d)
     return out

@@ -1,5 +1,5 @@
 """NarrativeQA: the official ``documents.csv`` + ``qaps.csv`` + a stories directory, or the JSONL form
-in /work/shared/data/narrativeqa (``qaps_dev.jsonl`` whose rows name their ``story_file``).
+found in the NarrativeQA folder of the data folder (``qaps_dev.jsonl`` whose rows name their ``story_file``).
 
 Official files (github.com/google-deepmind/narrativeqa): ``documents.csv`` has ``document_id, set,
 kind, ..., wiki_title``; ``qaps.csv`` has ``document_id, set, question, answer1, answer2, ...``; the
@@ -7,7 +7,8 @@ download script writes each story to ``tmp/<document_id>.content``. Stories are 
 ``stories/`` and ``tmp/`` next to the CSVs (or ``stories_dir``) as ``<id>.content`` or ``<id>.txt``.
 Question ids are ``<document_id>:<n>``, n counting that document's questions in file order (the same
 convention as ``qaps_dev.jsonl``). NarrativeQA has no evidence annotation: gold is silver
-(``evaluate.gold.silver_evidence``).
+(``evaluate.gold.silver_evidence``). A question whose references lost a "nan" (see ``_load_jsonl``) keeps
+the list as written in ``meta["answers_as_written"]``.
 """
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ def _load_jsonl(path: Path, stories_dir: Optional[Path | str]) -> EvalData:
     docs: dict[str, Document] = {}
     questions: list[Question] = []
     skipped: dict[str, int] = {}
+    missing: dict[str, int] = {}
     dropped_nan = 0
     for n, row in iter_jsonl(path):
         where = f"line {n}"
@@ -62,7 +64,9 @@ def _load_jsonl(path: Path, stories_dir: Optional[Path | str]) -> EvalData:
         # The JSONL copy went through pandas, which reads an answer "None" as a missing value and writes
         # it back as "nan"; such a reference is dropped when the question has another one.
         real = [a for a in answers if a.strip().lower() != "nan"]
+        meta = {}
         if real and len(real) < len(answers):
+            meta["answers_as_written"] = answers
             answers, dropped_nan = real, dropped_nan + 1
         if doc_id not in docs:
             story = None
@@ -76,17 +80,19 @@ def _load_jsonl(path: Path, stories_dir: Optional[Path | str]) -> EvalData:
                     story = _story_path(doc_id, [path.parent / "stories", path.parent / "tmp"])
             if story is None:
                 skipped[doc_id] = skipped.get(doc_id, 0) + 1
+                if row.get("story_available", True):
+                    missing[doc_id] = missing.get(doc_id, 0) + 1
                 continue
             docs[doc_id] = Document(id=doc_id, title=titles.get(doc_id, doc_id), kind="novel", text_path=story)
         elif doc_id in skipped:
             skipped[doc_id] += 1
             continue
         questions.append(Question(id=qid, doc_id=doc_id, question=question, answers=answers,
-                                  evidence=Evidence("silver")))
+                                  evidence=Evidence("silver"), meta=meta))
     notes = [f"{sum(skipped.values())} questions on {len(skipped)} documents skipped: no story text"] if skipped else []
     if dropped_nan:
         notes.append(f"{dropped_nan} reference answers 'nan' (a pandas artifact of the source copy) dropped")
-    return EvalData("narrativeqa", str(path), list(docs.values()), questions, notes).check()
+    return EvalData("narrativeqa", str(path), list(docs.values()), questions, notes, missing).check()
 
 
 def _load_csv(root: Path, split: str, stories_dir: Optional[Path | str]) -> EvalData:
@@ -109,6 +115,7 @@ def _load_csv(root: Path, split: str, stories_dir: Optional[Path | str]) -> Eval
     questions: list[Question] = []
     counter: dict[str, int] = {}
     skipped = 0
+    missing_text: dict[str, int] = {}
     for line, row in iter_csv(qaps_csv, ("document_id", "set", "question", "answer1", "answer2")):
         if split and row["set"] != split:
             continue
@@ -117,6 +124,8 @@ def _load_csv(root: Path, split: str, stories_dir: Optional[Path | str]) -> Eval
         counter[doc_id] = n + 1
         if doc_id not in docs:
             skipped += 1
+            if doc_id in missing:
+                missing_text[doc_id] = missing_text.get(doc_id, 0) + 1
             continue
         if not row["question"].strip():
             raise malformed(qaps_csv, f"line {line}", "empty question")
@@ -131,4 +140,5 @@ def _load_csv(root: Path, split: str, stories_dir: Optional[Path | str]) -> Eval
     if skipped:
         notes.append(f"{skipped} questions skipped: their document has no story text")
     used = {q.doc_id for q in questions}
-    return EvalData("narrativeqa", str(root), [d for d in docs.values() if d.id in used], questions, notes).check()
+    return EvalData("narrativeqa", str(root), [d for d in docs.values() if d.id in used], questions, notes,
+                    missing_text).check()
