@@ -16,6 +16,7 @@ _EXPORTS = {
     "Library": "bookqa.library",
     "IngestReport": "bookqa.library",
     "Book": "bookqa.store",
+    "BrokenBook": "bookqa.store",  # a damaged book as Library.broken() lists it: reason and repair command
     "ask": "bookqa.pipeline",
     "AskResult": "bookqa.pipeline",
     "search": "bookqa.retrieve",

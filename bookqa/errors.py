@@ -28,3 +28,16 @@ class ModelError(BookQAError):
 
 class GeneratorError(BookQAError):
     """The text generator failed (unreachable server, timeout, bad response)."""
+
+
+class BrokenBookError(BookQAError):
+    """A stored book's files are damaged or missing. The message names what is wrong and the command that
+    repairs it; ``broken`` is the ``store.BrokenBook`` record that says the same for listings."""
+
+    def __init__(self, message: str, broken=None):
+        super().__init__(message)
+        self.broken = broken
+
+
+class StorageError(BookQAError):
+    """The library's home cannot be written (permissions, a read-only or full disk), or a book is busy."""

@@ -5,7 +5,6 @@ reranker takes seconds, the GGUF generator about one), so a UI or an evaluation 
 """
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional, Sequence
@@ -15,7 +14,7 @@ from .answer import (Citation, Evidence, ParsedAnswer, annotate, attribute_uncit
 from .chunk import Chunk
 from .errors import InputError
 from .progress import Progress, no_progress
-from .rerank.config import QRRankerConfig
+from .rerank.shared import get_cached_reranker, get_reranker  # noqa: F401  (get_reranker: public here)
 from .retrieve import search
 from .settings import Settings
 from .store import Book
@@ -62,24 +61,6 @@ class AskResult:
             "prefix": self.prefix, "prefix_summaries": self.prefix_summaries,
             "timings": self.timings, "warnings": self.warnings, "info": self.info,
         }
-
-
-_cache_lock = threading.Lock()
-_rerankers: dict[tuple, Any] = {}
-
-
-def get_reranker(settings: Settings, progress: Progress = no_progress, config: Optional[QRRankerConfig] = None):
-    """The QRRanker for ``config`` (default: the one the settings describe), loaded once per process."""
-    from .rerank import QRRanker
-
-    config = config or QRRankerConfig.from_settings(settings)
-    key = (config, str(settings.models_dir))
-    with _cache_lock:
-        ranker = _rerankers.get(key)
-        if ranker is None:
-            ranker = QRRanker(settings=settings, config=config, progress=progress)
-            _rerankers[key] = ranker
-        return ranker
 
 
 @dataclass
@@ -132,17 +113,54 @@ def _snippet(text: str, n: int = 160) -> str:
     return flat if len(flat) <= n else flat[:n - 1] + "…"
 
 
+def _rerank(book: Book, question: str, cand_chunks: Sequence[Chunk], prefix_text: str, settings: Settings,
+            reranker, warnings: list[str], progress: Progress):
+    """Rerank in the configured QR mode: the full prompt, or the cached-chunk pass (alone, or as a cascade
+    whose top the full prompt re-ranks) over the book's chunk cache. A book without a usable cache is
+    ranked with the full prompt, and a warning says so. An explicitly passed ``reranker`` is used as it is
+    (a CachedQRRanker in the configured mode, any other in its own)."""
+    from .rerank.cached import CachedQRRanker
+
+    given_cached = isinstance(reranker, CachedQRRanker)
+    mode = settings.qr_mode if reranker is None or given_cached else "full"
+    if mode != "full":
+        from .rerank.stage import open_book_cache
+
+        cached = reranker if given_cached else get_cached_reranker(settings, progress)
+        store = open_book_cache(book, cached, settings)
+        if store is None or (settings.qr_cache == "off" and store.missing([c.id for c in cand_chunks])):
+            warnings.append("this book has no complete QR cache (build it with: bookqa ingest BOOK --qr-cache, or "
+                            "set BOOKQA_QR_CACHE=lazy); ranked with the full prompt")
+            mode = "full"
+        else:
+            cascade = settings.qr_cascade_top if mode == "cascade" else 0
+            return cached.rank(question, cand_chunks, prefix=prefix_text or None, store=store,
+                               book_chunks=book.chunks, cascade_top=cascade, progress=progress), mode
+    ranker = reranker.ranker if given_cached else reranker or get_reranker(settings, progress)
+    return ranker.rank(question, cand_chunks, prefix=prefix_text or None), mode
+
+
+MAX_QUESTION_CHARS = 2000
+
+
+def check_question(question: Optional[str]) -> str:
+    """The question stripped, or ``InputError`` when it is empty or too long (checked before any work)."""
+    question = (question or "").strip()
+    if not question:
+        raise InputError("the question is empty")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise InputError(f"the question is {len(question):,} characters long; keep it under {MAX_QUESTION_CHARS:,}")
+    return question
+
+
 def ask(book: Book, question: str, settings: Optional[Settings] = None, *, k: Optional[int] = None,
         top_n: Optional[int] = None, use_prefix: bool = True, rerank: bool = True, method: str = "hybrid",
         reranker=None, generator=None, on_token: Optional[Callable[[str], None]] = None,
         progress: Progress = no_progress) -> AskResult:
     """Answer ``question`` about ``book`` with citations. ``on_token`` receives the answer as it streams."""
     settings = settings or Settings.from_env()
-    question = (question or "").strip()
-    if not question:
-        raise InputError("the question is empty")
-    if len(question) > 2000:
-        raise InputError(f"the question is {len(question)} characters long; keep it under 2000")
+    question = check_question(question)
+    book.require_intact()  # a damaged book is named with its repair, not met as a crash mid-answer
     k = k or settings.top_k
     top_n = top_n or settings.top_n
     timings: dict[str, float] = {}
@@ -152,6 +170,13 @@ def ask(book: Book, question: str, settings: Optional[Settings] = None, *, k: Op
     if is_chinese(question) != is_chinese(book.text[:20000]):
         warnings.append("the question and the book are in different languages; retrieval may miss passages "
                         "(the answer follows the question's language)")
+
+    if generator is None:
+        from .generate import get_generator
+
+        generator = get_generator(settings, progress)
+    if hasattr(generator, "probe"):  # a remote server that is down is reported now, not after the rerank
+        generator.probe()
 
     t = time.perf_counter()
     candidates = search(book, question, k=k, method=method, settings=settings)
@@ -170,11 +195,14 @@ def ask(book: Book, question: str, settings: Optional[Settings] = None, *, k: Op
         timings["prefix"] = time.perf_counter() - t
 
     first_rank = {c.chunk_id: c.rank for c in candidates}
+    qr_mode = None
     if rerank:
         t = time.perf_counter()
-        ranker = reranker or get_reranker(settings, progress)
-        results = ranker.rank(question, cand_chunks, prefix=prefix_text or None)
+        results, qr_mode = _rerank(book, question, cand_chunks, prefix_text, settings, reranker, warnings, progress)
         timings["rerank"] = time.perf_counter() - t
+        for key in ("encode", "read", "cache", "forward", "cascade"):
+            if key in results.timings and qr_mode != "full":
+                timings[f"rerank_{key}"] = results.timings[key]
         order = [(r.chunk_id, r.score) for r in results.results]
     else:
         order = [(c.chunk_id, c.score) for c in candidates]
@@ -182,10 +210,6 @@ def ask(book: Book, question: str, settings: Optional[Settings] = None, *, k: Op
                           location=chunks[cid].location, snippet=_snippet(chunks[cid].text))
               for i, (cid, score) in enumerate(order, 1)]
 
-    if generator is None:
-        from .generate import get_generator
-
-        generator = get_generator(settings, progress)
     drafted = answer_from(generator, question, chunks, [(r.chunk_id, r.score) for r in ranked], title=book.title,
                           top_n=top_n, max_tokens=settings.answer_max_tokens, stream=True, on_token=on_token)
     answer, evidence, parsed = drafted.text, drafted.evidence, drafted.parsed
@@ -205,5 +229,5 @@ def ask(book: Book, question: str, settings: Optional[Settings] = None, *, k: Op
         invalid_citations=parsed.invalid_numbers, uncited_sentences=parsed.uncited_sentences,
         evidence=evidence, ranked=ranked, prefix=prefix_text, prefix_summaries=prefix_used, timings=timings,
         warnings=warnings,
-        info={"candidates": len(candidates), "method": method, "reranked": rerank,
+        info={"candidates": len(candidates), "method": method, "reranked": rerank, "qr_mode": qr_mode,
               "generator": getattr(generator, "model_id", type(generator).__name__)})

@@ -120,10 +120,25 @@ class Settings(EnvSettings):
     ui_port: int = 7860  # port of bookqa ui
     ui_auth_env: str = "BOOKQA_UI_AUTH"  # name of the variable holding "user:password" (kept out of manifests)
     ui_ask_concurrency: int = 2  # questions answered at once (the reranker and generator serialise inside)
+    # --- HTTP API (bookqa serve) ---
+    serve_host: str = "127.0.0.1"  # a non-loopback address also needs `bookqa serve --allow-remote` and a token
+    serve_port: int = 8400  # port of bookqa serve
+    serve_token_env: str = "BOOKQA_SERVE_TOKEN"  # name of the variable holding the API's bearer token (kept out of manifests)
+    serve_queue: int = 16  # model requests waiting or running at once; more get 503 + Retry-After
+    serve_max_request_mb: float = 8.0  # largest JSON request body (uploads: max_upload_mb)
+    serve_doc_tokens: int = 512  # rerank: tokens kept of each document unless the request's max_tokens_per_doc says otherwise (/rerank refuses longer texts unless truncate)
+    serve_max_prompt_tokens: int = 16384  # rerank: longest reranking prompt (query + every document); longer requests get 413
+    serve_max_documents: int = 1000  # rerank: most documents in one request
     # --- order-robust QR scores (rerank/orders.py; the prior comes from `bookqa heads prior`) ---
     rerank_debias: str = "none"  # none | position: correct each candidate's normalised score by its prompt position's prior
     rerank_permutations: int = 0  # candidate orders scored and averaged: 0 auto (2 on a GPU with untrained heads; 1 on CPU or with trained heads: docs/order-robust-qr.md), 1 input, 2 + reversed, 3 + interleaved, more + shuffles
     rerank_refine: int = -1  # QR: score the top N of the first ranking again in a short prompt in reversed order and average: -1 auto (5 when one order is scored, i.e. on CPU or with trained heads; off with two or more), 0 off (docs/order-robust-qr.md)
+    # --- cached-chunk QR (bookqa/rerank/cached.py): chunk keys/values stored per book, a question runs only
+    # its own tokens; "cascade" lets the full prompt re-rank the cached pass's top qr_cascade_top ---
+    qr_mode: str = "full"  # full (one prompt over the candidates) | cached (over stored chunk keys/values) | cascade (cached over all candidates, full prompt over the top qr_cascade_top)
+    qr_cache: str = "lazy"  # when chunk keys/values are computed: lazy (for the candidates a question draws, kept for the next) | book (every chunk at ingest) | off (only a cache that exists is used, else the full prompt)
+    qr_cache_dtype: str = "bfloat16"  # stored keys/values: bfloat16 | float16 | float32 | int8 (half the bytes)
+    qr_cascade_top: int = 10  # cascade: candidates the full prompt re-ranks
 
     def validate(self) -> None:
         from .rerank.config import QRRankerConfig
@@ -159,6 +174,21 @@ class Settings(EnvSettings):
             raise ConfigError(f"ui_port must be 1..65535, got {self.ui_port}")
         if self.ui_ask_concurrency < 1:
             raise ConfigError("ui_ask_concurrency must be at least 1")
+        if not 0 < self.serve_port < 65536:
+            raise ConfigError(f"serve_port must be 1..65535, got {self.serve_port}")
+        for name in ("serve_queue", "serve_doc_tokens", "serve_max_prompt_tokens", "serve_max_documents"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        if self.serve_max_request_mb <= 0:
+            raise ConfigError("serve_max_request_mb must be positive")
+        if self.qr_mode not in ("full", "cached", "cascade"):
+            raise ConfigError(f"qr_mode must be full, cached or cascade, got {self.qr_mode!r}")
+        if self.qr_cache not in ("lazy", "book", "off"):
+            raise ConfigError(f"qr_cache must be lazy, book or off, got {self.qr_cache!r}")
+        if self.qr_cache_dtype not in ("bfloat16", "float16", "float32", "int8"):
+            raise ConfigError(f"qr_cache_dtype must be bfloat16, float16, float32 or int8, got {self.qr_cache_dtype!r}")
+        if self.qr_cascade_top < 2:
+            raise ConfigError(f"qr_cascade_top must be at least 2, got {self.qr_cascade_top}")
 
     # Derived locations -------------------------------------------------
     @property

@@ -7,7 +7,7 @@ from typing import Any
 from .fileio import fingerprint, read_json
 from .progress import Progress
 from .settings import Settings
-from .store import Book, Stage
+from .store import CHUNKS, Book, Stage
 
 CHUNKER_VERSION = 1
 
@@ -35,10 +35,18 @@ class ChunkStage:
         book.save_chunks(chunks)
         return {"chunks": len(chunks), "tokens": sum(c.tokens for c in chunks)}
 
+    def outputs(self, book: Book) -> list[str]:
+        return [CHUNKS]
+
 
 def default_stages(settings: Settings) -> list[Stage]:
     """The stages ``Library.ingest`` runs when none are named."""
     from .retrieve.stages import Bm25Stage, DenseStage
     from .summaries import SummaryStage
 
-    return [ChunkStage(), Bm25Stage(), DenseStage(), SummaryStage()]
+    stages: list[Stage] = [ChunkStage(), Bm25Stage(), DenseStage(), SummaryStage()]
+    if settings.qr_cache == "book":
+        from .rerank.stage import QRCacheStage
+
+        stages.append(QRCacheStage())
+    return stages

@@ -134,6 +134,10 @@ class SummaryStage:
                         failed=stats.failed)
         return info
 
+    def outputs(self, book: Book) -> list[str]:
+        # the answer cache (summaries-cache.json) is a memo that grows and is re-read leniently, not an output
+        return [SUMMARIES_FILE]
+
 
 def _existing_llm(book: Book, settings: Settings, chunks_fp: Optional[str]) -> Optional[Tree]:
     tree = load_summaries(book)

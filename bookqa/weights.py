@@ -11,14 +11,22 @@ Embedded GGUFs are assembled once from their part packages into ``<home>/models`
 a recorded size and sha256 (the packager is unknown, so a mismatch is refused). transformers cannot
 serialise a GGUF-loaded model, and dequantising costs ~1 minute, so the first transformers load converts
 the GGUF once into a float32 safetensors directory; later loads take about a second.
+
+Each of these one-off builds writes into a temporary name (``.<target>.XXXXXXXX``) while it holds the
+target's lock (``.<target>.lock``, a ``filelock``), and renames it into place at the end: a failure
+removes the temporary, and temporaries that a killed process left (up to gigabytes) are swept when the
+models directory is first used, if no live process holds their target's lock.
 """
 from __future__ import annotations
 
 import importlib.util
 import json
 import os
+import re
 import shutil
 import tempfile
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -135,6 +143,87 @@ def part_paths(model: EmbeddedModel) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------------------------
+# One-off builds in the models directory: locks and the sweep of what killed builds left
+# ---------------------------------------------------------------------------------------------
+
+# The temporaries of the builds below: mkdtemp folders of converted models and tokenizers, and the
+# atomic_path file of an assembled GGUF. Nothing else in the models directory is ever swept.
+_TEMP_NAMES = (re.compile(r"^\.(?P<target>.+-(?:f32|tokenizer))\.[a-z0-9_]{8}$"),
+               re.compile(r"^\.(?P<target>.+\.gguf)\.[a-z0-9_]{8}\.tmp$"))
+_swept: set[str] = set()
+_swept_lock = threading.Lock()
+
+
+def _lock_path(target: Path) -> Path:
+    return target.parent / f".{target.name}.lock"
+
+
+@contextmanager
+def _building(target: Path):
+    """Hold ``target``'s build lock (waiting for another process building it), and sweep the temporaries
+    an earlier, killed build of it left."""
+    from filelock import FileLock
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(_lock_path(target))):
+        for entry in list(target.parent.iterdir()):
+            if _temp_target(entry.name) == target.name:
+                _remove(entry)
+        yield
+
+
+def _temp_target(name: str) -> Optional[str]:
+    for pattern in _TEMP_NAMES:
+        m = pattern.match(name)
+        if m:
+            return m.group("target")
+    return None
+
+
+def _remove(entry: Path) -> None:
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        entry.unlink(missing_ok=True)
+
+
+def sweep_stale_temporaries(models_dir: Path) -> list[Path]:
+    """Remove the temporaries of killed builds from ``models_dir``; one whose target's lock is held (a
+    live build) is kept. Returns what was removed."""
+    from filelock import FileLock, Timeout
+
+    removed: list[Path] = []
+    try:
+        entries = list(Path(models_dir).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        target = _temp_target(entry.name)
+        if target is None:
+            continue
+        lock = FileLock(str(Path(models_dir) / f".{target}.lock"))
+        try:
+            lock.acquire(timeout=0)
+        except (Timeout, OSError):  # a live build holds it, or the directory is read-only: leave it
+            continue
+        try:
+            _remove(entry)
+            removed.append(entry)
+        finally:
+            lock.release()
+    return removed
+
+
+def _sweep_once(models_dir: Path) -> None:
+    key = str(models_dir)
+    with _swept_lock:
+        if key in _swept:
+            return
+        _swept.add(key)
+    sweep_stale_temporaries(models_dir)
+
+
+# ---------------------------------------------------------------------------------------------
 # GGUF files
 # ---------------------------------------------------------------------------------------------
 
@@ -184,24 +273,28 @@ def assemble_gguf(model: EmbeddedModel, settings: Settings, progress: Progress =
         return out
     total = sum(p.stat().st_size for p in parts)
     done = 0
-    with atomic_path(out) as tmp:
-        with open(tmp, "wb") as dst:
-            for p in parts:
-                with open(p, "rb") as src:
-                    while True:
-                        block = src.read(1 << 24)
-                        if not block:
-                            break
-                        dst.write(block)
-                        done += len(block)
-                        progress(f"assembling {model.name}", done, total)
-        _verify(tmp, model)
-    marker.write_text(json.dumps(_stat_key(out)))
+    with _building(out):
+        if out.exists():  # another process assembled it while this one waited for the lock
+            return assemble_gguf(model, settings, progress)
+        with atomic_path(out) as tmp:
+            with open(tmp, "wb") as dst:
+                for p in parts:
+                    with open(p, "rb") as src:
+                        while True:
+                            block = src.read(1 << 24)
+                            if not block:
+                                break
+                            dst.write(block)
+                            done += len(block)
+                            progress(f"assembling {model.name}", done, total)
+            _verify(tmp, model)
+        marker.write_text(json.dumps(_stat_key(out)))
     return out
 
 
 def gguf_file(name: str, settings: Settings, progress: Progress = no_progress) -> Path:
     """A GGUF file for llama.cpp: an embedded model name or a path to a .gguf file."""
+    _sweep_once(settings.models_dir)  # every model source starts here: the first use sweeps killed builds
     model = lookup(name)
     if model is not None:
         if model.kind != "gguf":
@@ -230,6 +323,17 @@ def _gguf_cache_name(gguf: Path) -> str:
 
 def _convert_gguf(gguf: Path, out: Path, progress: Progress) -> None:
     """Dequantise a GGUF once into a float32 safetensors directory (atomic: temp dir + rename)."""
+    with _building(out):
+        if _is_converted(out):  # another process converted it while this one waited for the lock
+            return
+        _convert_gguf_locked(gguf, out, progress)
+
+
+def _is_converted(out: Path) -> bool:
+    return (out / "config.json").exists() and any(out.glob("*.safetensors"))
+
+
+def _convert_gguf_locked(gguf: Path, out: Path, progress: Progress) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -270,7 +374,7 @@ def causal_lm_source(name: str, settings: Settings, progress: Progress = no_prog
     if model is not None or path.suffix.lower() == ".gguf":
         gguf = gguf_file(name, settings, progress)
         out = settings.models_dir / f"{_gguf_cache_name(gguf)}-f32"
-        if not (out / "config.json").exists() or not any(out.glob("*.safetensors")):
+        if not _is_converted(out):
             out.parent.mkdir(parents=True, exist_ok=True)
             _convert_gguf(gguf, out, progress)
         return str(out)
@@ -296,17 +400,18 @@ def _tokenizer_dir(name: str, settings: Settings, progress: Progress) -> str:
         from transformers import AutoTokenizer
 
         progress(f"reading tokenizer from {gguf.name}", 0, 1)
-        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        try:
-            tok.save_pretrained(str(tmp))
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(tmp, out)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+        with _building(out):
+            if not (out / "tokenizer.json").exists():  # else another process wrote it meanwhile
+                tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+                tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+                try:
+                    tok.save_pretrained(str(tmp))
+                    if out.exists():
+                        shutil.rmtree(out)
+                    os.replace(tmp, out)
+                finally:
+                    if tmp.exists():
+                        shutil.rmtree(tmp, ignore_errors=True)
         progress(f"reading tokenizer from {gguf.name}", 1, 1)
     return str(out)
 

@@ -43,3 +43,25 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+# --- browser tests that could not run say so on the run's last line ----------------------------------
+_browser_skips: dict[str, int] = {}  # skip reason -> tests
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and report.when == "setup" and "browser" in report.keywords:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        _browser_skips[reason] = _browser_skips.get(reason, 0) + 1
+
+
+def pytest_unconfigure(config):
+    # after pytest's own summary line, so a run that looks green cannot hide an untested web UI
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    for reason, count in _browser_skips.items():
+        line = f"THE BROWSER TESTS DID NOT RUN ({count} skipped): {reason}"
+        if reporter is not None:
+            reporter.write_line(line, yellow=True, bold=True)
+        else:
+            print(line)

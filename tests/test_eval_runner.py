@@ -318,3 +318,19 @@ def test_cli_eval_resume_refuses_another_trained_checkpoint(tmp_path, monkeypatc
     capsys.readouterr()
     assert main(argv + ["--trained", "no-such-adapter", "--out", str(tmp_path / "none")]) != 0
     assert "neither a checkpoint directory nor a shipped adapter" in capsys.readouterr().err
+
+
+def test_cached_configurations_rank_the_same_candidates_from_each_books_cache(esettings, tmp_path):
+    data = load_dataset("musique", EVAL / "musique" / "musique_mini.jsonl")
+    pair = (tiny_model("qwen2"), tiny_tokenizer())
+    rerankers = {"qr": QRRanker(model=pair, heads=[(0, 1), (1, 2)], settings=esettings, refine=0)}
+    names = parse_config_names("hybrid,qr,qr_cached,qr_cascade")
+    runner = _runner(data, names, esettings, tmp_path / "out", rerankers=rerankers, k=4)
+    rows = runner.run()
+    for row in rows.values():
+        cands = sorted(c["chunk_id"] for c in row["candidates"]["items"])
+        for name in ("qr_cached", "qr_cascade"):
+            assert sorted(row["configs"][name]["chunk_ids"]) == cands, name
+        assert row["configs"]["qr_cached"]["info"]["cached_tokens"] > 0
+    books = runner.preparer.library.books()
+    assert books and all((book.dir / "qr_kv").is_dir() for book in books)

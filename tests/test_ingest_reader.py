@@ -186,3 +186,86 @@ def test_single_sample_object_and_one_item_list_are_accepted(tmp_path):
     assert one.text == listed.text == "Session 1 — 9:00 am on 1 May, 2024\nA: Hi.\n"
     assert one.title == "x"
     assert one.utterances == listed.utterances
+
+
+# --- legacy encodings, detected by content -------------------------------------------------------------
+
+def _fixture_text(name: str) -> str:
+    return (FIXTURES / name).read_bytes().decode("utf-8")
+
+
+@pytest.mark.parametrize("fixture, codec, recorded", [
+    ("chinese.txt", "gb18030", "gb18030"),
+    ("chinese.txt", "gbk", "gb18030"),  # GBK is a subset of GB18030
+    ("chinese_traditional.txt", "big5", "big5"),
+    ("japanese.txt", "shift_jis", "cp932"),  # cp932 is Windows' Shift-JIS, a superset
+    ("japanese.txt", "euc_jp", "euc_jis_2004"),
+    ("korean.txt", "euc_kr", "cp949"),  # cp949 is Windows' EUC-KR, a superset
+    ("russian.txt", "cp1251", "cp1251"),
+    ("chinese.txt", "utf-16-le", "utf-16-le"),  # BOM-less UTF-16 without a tidy NUL pattern
+    ("chinese.txt", "utf-16-be", "utf-16-be"),
+    ("korean.txt", "utf-16-be", "utf-16-be"),
+    ("japanese.txt", "utf-16-le", "utf-16-le"),
+])
+def test_legacy_encodings_are_detected_by_content(tmp_path, fixture, codec, recorded):
+    text = _fixture_text(fixture)
+    source = prepare_source(_write(tmp_path, "book.txt", text.encode(codec)), "novel", MB)
+    assert source.encoding == recorded
+    assert source.text == text and source.notes == []
+
+
+@pytest.mark.parametrize("text", [
+    # English with curly quotes, dashes and ellipses (the detector alone calls this cp1250)
+    (FIXTURES / "hamlet_act1.txt").read_text(encoding="utf-8").replace("'", "’").replace("--", "–") + "… “End.”\n",
+    # German and French: accented letters in mostly-ASCII words
+    "Größe, Übermut und Ärger: Der Bär aß früh das Brötchen. „Schön“, sagte er – und ging.\n" * 5,
+    "Le père Goriot, vieillard de soixante-neuf ans, s’était retiré chez Mme Vauquer. « Ça m’étonne », dit Élise.\n" * 5,
+])
+def test_western_cp1252_text_is_not_misdetected(tmp_path, text):
+    source = prepare_source(_write(tmp_path, "ansi.txt", text.encode("cp1252")), "novel", MB)
+    assert source.encoding == "cp1252"
+    assert source.text == text
+
+
+def test_stray_nul_bytes_are_dropped_with_a_note_and_spans_refer_to_the_stored_text(tmp_path):
+    text = (FIXTURES / "gutenberg_mini.txt").read_bytes().decode("utf-8")
+    data = text.encode("utf-8")
+    dirty = data[:100] + b"\x00" + data[100:900] + b"\x00\x00" + data[900:]
+    source = prepare_source(_write(tmp_path, "nul.txt", dirty), "novel", MB)
+    assert source.text == text  # exactly the text without the NULs
+    assert source.encoding == "utf-8"
+    assert len(source.notes) == 1 and "dropped 3 stray NUL bytes" in source.notes[0]
+    assert "byte 100" in source.notes[0]
+
+
+def test_stray_nul_bytes_inside_a_legacy_cjk_text(tmp_path):
+    text = _fixture_text("chinese.txt")
+    data = text.encode("gb18030")
+    dirty = data[:201] + b"\x00" + data[201:]  # inside a two-byte character
+    source = prepare_source(_write(tmp_path, "nul-gb.txt", dirty), "novel", MB)
+    assert source.encoding == "gb18030" and source.text == text
+    assert "dropped 1 stray NUL byte " in source.notes[0]
+
+
+def test_many_nul_bytes_are_still_binary(tmp_path):
+    data = b"".join(b"word %d \x00\x00\x00 " % i for i in range(200))
+    _assert_refused(_write(tmp_path, "nuls.txt", data), "nuls.txt", "NUL bytes", "binary")
+
+
+def test_damaged_legacy_text_is_refused_naming_its_encoding(tmp_path):
+    data = _fixture_text("chinese.txt").encode("gb18030")
+    damaged = data[:300] + b"\x81\x20" + data[300:]  # a lead byte without its second byte
+    message = _assert_refused(_write(tmp_path, "damaged.txt", damaged), "damaged.txt", "looks like GB18030 text",
+                              "save it as UTF-8")
+    assert "offset" in message
+
+
+@pytest.mark.parametrize("payload, fragment", [
+    ([1, 2, 3], "found a list of 3 items, one of them an int"),
+    ([_locomo_sample("a"), "b"], "found a list of 2 items, one of them a str"),
+    ([{"dialogue": []}, {"dialogue": []}], "found a list of 2 items, one of them an object with keys dialogue"),
+])
+def test_a_list_that_is_not_of_conversations_is_not_called_conversations(tmp_path, payload, fragment):
+    message = _assert_refused(_write(tmp_path, "list.json", json.dumps(payload).encode()), "list.json",
+                              "expected a LoCoMo sample", fragment)
+    assert "conversations" not in message

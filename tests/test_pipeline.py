@@ -66,7 +66,7 @@ def test_remote_path_and_stopped_server(small, tmp_path):
     pytest.importorskip("llama_cpp.server")
     from bookqa.generate import get_generator
     from bookqa.weights import gguf_file
-    from bookqa.pipeline import ask
+    from bookqa.pipeline import ask, get_reranker
 
     settings, book = small
     with running_llama_server(gguf_file("qwen2.5-coder-0.5b", settings), tmp_path) as (proc, base):
@@ -76,7 +76,19 @@ def test_remote_path_and_stopped_server(small, tmp_path):
         assert result.info["generator"].startswith("openai:")
         proc.terminate()
         proc.wait(timeout=20)
+        ranker = _Counted(get_reranker(remote))
         t0 = time.perf_counter()
         with pytest.raises(GeneratorError, match="cannot reach the generator"):
-            ask(book, "Who did Marta pull from the boat?", remote, generator=get_generator(remote))
-        assert time.perf_counter() - t0 < remote.request_timeout_s
+            ask(book, "Who did Marta pull from the boat?", remote, generator=get_generator(remote), reranker=ranker)
+        assert time.perf_counter() - t0 < 5 and ranker.calls == 0  # probed before the search and the rerank
+
+
+class _Counted:
+    """The real reranker, counting its rank calls."""
+
+    def __init__(self, ranker):
+        self.ranker, self.calls = ranker, 0
+
+    def rank(self, *args, **kwargs):
+        self.calls += 1
+        return self.ranker.rank(*args, **kwargs)

@@ -44,6 +44,7 @@ def test_invalid_options_are_refused_by_the_settings_too():
 def test_the_process_cache_is_keyed_by_the_whole_configuration(monkeypatch):
     import bookqa.pipeline as pipeline
     import bookqa.rerank as rerank
+    import bookqa.rerank.shared as shared
 
     made = []
 
@@ -52,7 +53,7 @@ def test_the_process_cache_is_keyed_by_the_whole_configuration(monkeypatch):
             made.append(config)
 
     monkeypatch.setattr(rerank, "QRRanker", Recording)
-    monkeypatch.setattr(pipeline, "_rerankers", {})
+    monkeypatch.setattr(shared, "_rerankers", {})
     settings = Settings()
     first = pipeline.get_reranker(settings)
     assert pipeline.get_reranker(settings) is first

@@ -358,3 +358,31 @@ def test_shuffled_order_trains_on_shuffled_prompts_and_validates_in_retriever_or
     # a checkpoint of one order is not resumed with the other
     with pytest.raises(ConfigError, match="other"):
         _run(setup, "shuf", 3, settings, order="retriever")
+
+
+def test_block_attention_trains_the_scores_the_cached_pass_ranks_by(setup, settings):
+    """With --attention block the training scores are the cached-chunk pass's scores (same model, same
+    texts), and the trained heads file says how it was trained."""
+    from bookqa.rerank import QRRanker
+    from bookqa.rerank.blocks import BlockSequence
+    from bookqa.rerank.cached import CachedQRRanker
+
+    report, lines = _run(setup, "block", 2, settings, attention="block")
+    assert report["options"]["attention"] == "block" and report["after"]["step"] == 2
+    ranker = QRRanker(model=str(setup / "block"), settings=settings, dtype="float32")  # bf16 rounds apart
+    assert ranker.heads.detection["trained"]["attention"] == "block"
+    texts = ["the whale was at sea.", "the captain of the ship was Silas.", "a letter to her sister."]
+    scorer = QRScorer(ranker.model, ranker.tokenizer, ranker.heads, ranker.layout, attention="block")
+    prompt = scorer.prompt("who was the captain?", texts)
+    assert isinstance(prompt, BlockSequence)
+    with torch.no_grad():
+        mine = scorer.scores(prompt).numpy()
+    cached = CachedQRRanker(ranker, kv_dtype="float32")
+    kv, spans, longest, _ = cached._gather_memory(texts)
+    got, _, _ = cached.head_scores("who was the captain?", kv, spans, longest)
+    np.testing.assert_allclose(got.sum(axis=0), mine, rtol=1e-4, atol=1e-6)
+    # a block run is its own run: it never resumes a full-prompt checkpoint
+    assert TrainOptions(attention="block").run_key() != TrainOptions().run_key()
+    assert "attention" not in TrainOptions().run_key()
+    with pytest.raises(ConfigError, match="attention"):
+        TrainOptions(attention="sparse").validate()

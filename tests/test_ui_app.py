@@ -116,3 +116,130 @@ def test_bad_settings_and_missing_books_become_messages(app):
     status = fns["on_delete"].fn("no-such-book", None, None)
     assert "Could not delete" in status[0]
     assert "Ask a question first" in fns["on_cite"].fn(None, None)
+
+
+# --- a busy port is found first ------------------------------------------------------------------------
+@pytest.fixture
+def busy_port():
+    """A port another program holds: a real socket listening on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        yield holder.getsockname()[1]
+
+
+def test_busy_port_fails_at_once_naming_the_flag_and_the_variable(busy_port, tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    env = dict(os.environ, BOOKQA_HOME=str(tmp_path / "home"))
+    env.pop("BOOKQA_UI_AUTH", None)
+    root = Path(__file__).resolve().parent.parent
+    for argv, extra in ((["ui", "--port", str(busy_port), "--sample"], {}),  # --sample would ingest first
+                        (["demo", "--ui", "--port", str(busy_port)], {}),  # `make run`: ingest, answer, serve
+                        (["demo", "--ui"], {"BOOKQA_UI_PORT": str(busy_port)})):
+        t0 = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "bookqa", *argv], cwd=root, env={**env, **extra},
+                              capture_output=True, text=True, timeout=60)
+        seconds = time.perf_counter() - t0
+        assert done.returncode == 2, (argv, done.stdout, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert lines == [f"bookqa: error: port {busy_port} on 127.0.0.1 is already in use (another bookqa ui?); "
+                         "choose another with --port N or BOOKQA_UI_PORT=N"], (argv, done.stderr)
+        assert "Traceback" not in done.stdout + done.stderr
+        assert not (tmp_path / "home" / "books").exists(), argv  # nothing was ingested, no model loaded
+        assert seconds < 15, (argv, seconds)  # the interpreter and argument parsing, not a model
+
+
+def test_a_port_taken_after_the_check_is_still_one_line(app, busy_port):
+    from bookqa.errors import ConfigError
+    from ui.app import launch
+
+    _, _, settings = app
+    with pytest.raises(ConfigError, match=f"port {busy_port} on 127.0.0.1 is already in use.*--port N or "
+                                          "BOOKQA_UI_PORT=N"):
+        launch(settings, port=busy_port, block=False, quiet=True)
+
+
+def test_upload_cap_of_the_page_is_the_apps_limit(app):
+    demo, _, settings = app
+    upload = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "upload")
+    assert upload.label.endswith("up to 1.0 KB)")  # BOOKQA_MAX_UPLOAD_MB=0.001 in this fixture
+
+
+# --- Ask is locked while a question runs; Delete asks first ----------------------------------------------
+def test_ask_button_is_locked_for_the_question_and_unlocked_after(app):
+    demo, fns, _ = app
+    ask, lock, unlock = fns["on_ask"], fns["lock_ask"], fns["unlock_ask"]
+    button = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "ask-button")
+    assert [o._id for o in lock.outputs] == [button._id] == [o._id for o in unlock.outputs]
+    assert {t[1] for t in lock.targets} == {"click", "submit"} and not lock.queue  # at once, not queued
+    # the answer runs after the lock and the unlock after the answer, whether it succeeded or not
+    assert demo.fns[ask.trigger_after] is lock and not ask.trigger_only_on_success
+    assert demo.fns[unlock.trigger_after] is ask and not unlock.trigger_only_on_success
+    # a queued question shows Gradio's queue status (position, wait) on the answer pane
+    assert ask.show_progress == "minimal" and [o.elem_id for o in ask.show_progress_on] == ["answer"]
+    assert lock.fn().interactive is False and unlock.fn().interactive is True
+
+
+def test_delete_asks_first_and_deletes_the_book_it_asked_about(app, tmp_path):
+    from bookqa.library import Library
+    from bookqa.stages import ChunkStage
+
+    _, fns, settings = app
+    story = tmp_path / "gull.txt"
+    story.write_text("Marta kept the light on Gull Rock. Her cat was called Pepper.\n", encoding="utf-8")
+    book = Library(settings).ingest(story, title="Gull Rock", stages=[ChunkStage()]).book
+    try:
+        status, row, question, pending = fns["on_delete_request"].fn(book.id)
+        assert row.visible is True and pending == book.id and status == ""
+        assert "Gull Rock" in question and book.id in question and "cannot be undone" in question
+        assert book.dir.is_dir()  # asking deletes nothing
+        cancelled = fns["on_delete_cancel"].fn()
+        assert "Nothing was deleted" in cancelled[0] and cancelled[1].visible is False and cancelled[3] is None
+        assert book.dir.is_dir()
+        out = fns["on_delete"].fn(pending, None, None)
+        assert "Deleted “Gull Rock”" in out[0] and not book.dir.exists()
+        assert out[-3].visible is False and out[-1] is None  # the question went with the book
+        assert "Choose a book to delete" in fns["on_delete_request"].fn(None)[0]
+    finally:
+        if book.dir.exists():
+            Library(settings).remove(book.id)
+
+
+def test_pages_pick_up_a_library_changed_elsewhere(app, tmp_path):
+    """Each page polls a cheap stamp of the library; its lists change only when the library did."""
+    from bookqa.library import Library
+    from bookqa.stages import ChunkStage
+    from ui.app import library_stamp
+
+    _, fns, settings = app
+    tick = fns["on_tick"].fn
+    library = Library(settings)
+    seen = library_stamp(library)
+    assert tick(seen, None, None, None) == (gr_skip(),) * 5  # unchanged: the page is left alone
+    story = tmp_path / "gull.txt"
+    story.write_text("Marta kept the light on Gull Rock. Her cat was called Pepper.\n", encoding="utf-8")
+    book = library.ingest(story, title="Gull Rock", stages=[ChunkStage()]).book  # as `bookqa ingest` would
+    try:
+        stamp, table, ask_list, _, delete_list = tick(seen, None, None, None)
+        assert stamp != seen and book.id in table
+        assert (f"Gull Rock ({book.id})", book.id) in ask_list.choices and ask_list.value == book.id
+        assert tick(stamp, book.id, None, None) == (gr_skip(),) * 5
+        library.remove(book.id)  # deleted in another page
+        stamp2, table, ask_list, _, _ = tick(stamp, book.id, None, book.id)
+        assert stamp2 != stamp and book.id not in table and ask_list.choices == [] and ask_list.value is None
+    finally:
+        if book.dir.exists():
+            library.remove(book.id)
+
+
+def gr_skip():
+    import gradio as gr
+
+    return gr.skip()

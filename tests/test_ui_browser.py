@@ -18,8 +18,6 @@ from pathlib import Path
 import pytest
 from helpers import free_port, stop_server
 
-pytestmark = pytest.mark.browser
-
 ROOT = Path(__file__).resolve().parent.parent
 STORY = ROOT / "tests" / "fixtures" / "ui" / "lighthouse.txt"
 ARTIFACTS = ROOT / "test-artifacts" / "ui"
@@ -30,9 +28,19 @@ MAX_UPLOAD_MB = 0.01  # 10 KB: the story (2 KB) fits, the "too large" upload (20
 INGEST_TIMEOUT_MS = 300_000
 ANSWER_TIMEOUT_MS = 420_000
 
-sync_api = pytest.importorskip("playwright.sync_api")
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+try:
+    from playwright import sync_api
+except ImportError:
+    sync_api = None
+# Skipped per test (not the whole module at import), so every skip is counted and the run's last line
+# says that the browser tests did not run, and how to enable them (tests/conftest.py).
+if sync_api is None:
+    _MISSING = "playwright is not installed; enable them with: .venv/bin/pip install -e '.[dev]'"
+elif not Path(CHROMIUM).exists():
+    _MISSING = f"no Chromium at {CHROMIUM}; enable them with: sudo apt-get install -y chromium"
+else:
+    _MISSING = ""
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(bool(_MISSING), reason=_MISSING)]
 
 
 def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 240.0) -> None:
@@ -147,13 +155,32 @@ def test_upload_binary_file(server, browser, tmp_path):
 
 
 def test_upload_too_large(server, browser, tmp_path):
+    """The page states the limit and refuses a larger file before sending it, naming the same number
+    (the server checks again: tests/test_ui_app.py)."""
     big = tmp_path / "big.txt"
     big.write_text("All work and no play makes Jack a dull boy.\n" * 500)  # ~22 KB > 10 KB
     context, page = _open(browser, server)
     try:
-        _upload(page, big)
-        text = _expect_error(page, "error-too-large", r"big\.txt is 2\d\.\d KB; the upload limit is 10\.2 KB")
-        assert "BOOKQA_MAX_UPLOAD_MB=0.01" in text
+        assert "up to 10.2 KB" in page.locator("#upload").inner_text()
+        page.locator("#upload input[type=file]").set_input_files(str(big))
+        toast = page.locator("[data-testid=toast-body]", has_text="maximum allowed size")
+        toast.wait_for(timeout=30_000)
+        _shot(page, "error-too-large")
+        assert 'exceed the maximum allowed size of 10.2 Kb: "big.txt"' in toast.inner_text()
+        assert page.locator('#upload a[download="big.txt"]').count() == 0  # nothing was sent
+    finally:
+        context.close()
+
+
+def test_a_failed_question_gives_the_button_back(server, browser):
+    """Ask is enabled again after its question, also when that ends in an error (here: no book chosen, or
+    an empty question, whichever the page has)."""
+    context, page = _open(browser, server)
+    try:
+        _ask(page, "   ")
+        page.locator("#answer .bq-error").wait_for(timeout=60_000)
+        assert re.search(r"Choose a book first|question is empty", page.locator("#answer").inner_text())
+        sync_api.expect(page.locator("#ask-button")).to_be_enabled(timeout=30_000)
     finally:
         context.close()
 
@@ -180,6 +207,38 @@ def ingested(server, browser):
         return book_id
     finally:
         context.close()
+
+
+def _first_showing(pages, selector: str, pattern: str, timeout_s: float):
+    """The first of ``pages`` whose ``selector`` text matches ``pattern`` within ``timeout_s`` (or None)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for page in pages:
+            if re.search(pattern, page.locator(selector).inner_text()):
+                return page
+        time.sleep(0.2)
+    return None
+
+
+# The highlighted quote's first line (a long quote may run past the box) and the part of the reader's text
+# box that is on screen, in viewport pixels.
+_MARK_GEOMETRY = """() => {
+    const mark = document.querySelector('#reader mark');
+    const b = mark.closest('.bq-reader-text').getBoundingClientRect(), m = mark.getClientRects()[0];
+    return {mark: [m.top, m.bottom], shown: [Math.max(b.top, 0), Math.min(b.bottom, window.innerHeight)]};
+}"""
+
+
+def _assert_mark_in_view(page) -> None:
+    """The highlight lies within the visible part of the reader pane (once the pane has scrolled)."""
+    try:
+        page.wait_for_function(f"() => {{ const g = ({_MARK_GEOMETRY})(); "
+                               "return g.shown[0] - 1 <= g.mark[0] && g.mark[1] <= g.shown[1] + 1; }",
+                               timeout=10_000)
+    except sync_api.TimeoutError:
+        g = page.evaluate(_MARK_GEOMETRY)
+        pytest.fail(f"the highlight ({g['mark'][0]:.0f}-{g['mark'][1]:.0f} px) is outside the visible part of "
+                    f"the reader ({g['shown'][0]:.0f}-{g['shown'][1]:.0f} px)")
 
 
 def _ask(page, question: str) -> None:
@@ -230,6 +289,24 @@ def test_ask_and_click_citation(server, browser, ingested):
         # the highlighted span is exact in the stored text (the reader shows hard-wrapped lines reflowed)
         assert " ".join(story[start:end].split()) == " ".join(quote.split())
         assert page.locator("#reader .bq-context").first.inner_text().strip()  # surrounding context shown
+        _assert_mark_in_view(page)
+
+        # a short reader pane (a small window): the highlight starts below its fold, and showing the
+        # passage scrolls the pane to it
+        page.add_style_tag(content="#reader .bq-reader-text { max-height: 60px !important; }")
+        later = page.locator("#answer .bq-evidence li", has_text=re.compile(r"characters [1-9][\d,]*–"))
+        assert later.count() >= 1, "every passage given starts at character 0"
+        later.first.locator("button.bq-cite").click()
+        page.wait_for_function(
+            "() => document.querySelector('#reader .bq-claim')?.innerText.includes('whole passage')"
+            " && document.querySelector('#reader .bq-reader-text').scrollTop > 0", timeout=60_000)
+        _assert_mark_in_view(page)
+        markers.first.click()
+        page.wait_for_function(
+            "() => (document.querySelector('#reader .bq-claim')?.innerText || '').match(/^(Cited for|Attributed)/)",
+            timeout=60_000)
+        _assert_mark_in_view(page)
+        _shot(page, "06b-citation-scrolled")
         page.locator("#answer").scroll_into_view_if_needed()
         _shot(page, "06-citation")
         if os.environ.get("BOOKQA_UPDATE_SCREENSHOT"):
@@ -238,18 +315,27 @@ def test_ask_and_click_citation(server, browser, ingested):
         context.close()
 
 
-def test_two_users_ask_at_once(server, browser, ingested):
-    """Two pages ask at the same time; both get a finished answer (the ask group runs two at once)."""
-    pages = [_open(browser, server) for _ in range(2)]
+def test_three_users_ask_at_once(server, browser, ingested):
+    """Three pages ask at the same time: two are answered at once (the ask group's limit), the third waits
+    and sees its place in the queue; each page's Ask stays disabled until its own answer is shown."""
+    pages = [_open(browser, server) for _ in range(3)]
     try:
-        questions = ["Who became the new keeper of Gull Rock?", "What did the captain of the steamer bring?"]
+        questions = ["Who became the new keeper of Gull Rock?", "What did the captain of the steamer bring?",
+                     "What was the name of Marta's cat?"]
         for (_, page), q in zip(pages, questions):
             _ask(page, q)
+        for _, page in pages:
+            sync_api.expect(page.locator("#ask-button")).to_be_disabled(timeout=10_000)
+        queued = _first_showing([page for _, page in pages], "#answer", r"queue: \d+/\d+", timeout_s=60)
+        assert queued is not None, "no page showed its place in the queue"
+        _shot(queued, "07-queued")
+        assert queued.locator("#ask-button").is_disabled()
         for i, (_, page) in enumerate(pages):
             page.locator("#answer [data-state=done], #answer .bq-error").first.wait_for(timeout=ANSWER_TIMEOUT_MS)
             _shot(page, f"07-concurrent-{i}")
             assert page.locator("#answer .bq-error").count() == 0, page.locator("#answer").inner_text()
             assert page.locator("#answer .bq-answer-text").inner_text().strip()
+            sync_api.expect(page.locator("#ask-button")).to_be_enabled(timeout=30_000)
     finally:
         for context, _ in pages:
             context.close()
@@ -276,16 +362,35 @@ def test_summaries_tab(server, browser, ingested):
 
 
 def test_delete_book(server, browser, ingested):
-    """Runs last: deleting takes an explicit choice in the dropdown, then the list and choices update."""
+    """Runs last: deleting takes an explicit choice in the dropdown and a confirmation; then the lists
+    update, in this page and in another page open on the Ask tab."""
     context, page = _open(browser, server)
+    other_context, other = _open(browser, server)
     try:
         page.locator(f'#library-table tr[data-book="{ingested}"]').wait_for(timeout=60_000)
+        _tab(other, "Ask")
+        sync_api.expect(other.locator("#ask-book input")).to_have_value(re.compile("Gull Rock"), timeout=30_000)
         page.locator("#delete-book input").click()
         page.get_by_role("option", name=re.compile("Gull Rock")).first.click()
         page.locator("#delete-button").click()
+        question = page.locator("#delete-question")
+        question.get_by_text("cannot be undone").wait_for(timeout=60_000)
+        assert "Gull Rock" in question.inner_text() and ingested in question.inner_text()
+        _shot(page, "10-delete-question")
+        page.locator("#delete-no").click()  # cancelled: nothing happens
+        page.locator("#delete-status .bq-info", has_text="Nothing was deleted").wait_for(timeout=60_000)
+        assert not page.locator("#delete-confirm").is_visible()
+        assert page.locator(f'#library-table tr[data-book="{ingested}"]').is_visible()
+        page.locator("#delete-button").click()
+        page.locator("#delete-yes").click()
         page.locator("#delete-status .bq-ok").wait_for(timeout=60_000)
         _shot(page, "10-deleted")
         assert ingested in page.locator("#delete-status").inner_text()
         page.locator("#library-table .bq-info").wait_for(timeout=30_000)  # "The library is empty"
+        # the other page follows within a few seconds, without a Refresh
+        sync_api.expect(other.locator("#ask-book input")).to_have_value("", timeout=30_000)
+        _tab(other, "Library")
+        other.locator("#library-table .bq-info").wait_for(timeout=30_000)
     finally:
         context.close()
+        other_context.close()

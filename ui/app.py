@@ -16,20 +16,20 @@ from typing import Any, Optional
 
 import gradio as gr
 
-from bookqa.errors import BookQAError, InputError
+from bookqa.errors import BookQAError, ConfigError, InputError
 from bookqa.library import Library
 from bookqa.settings import Settings
-from bookqa.store import Book
+from bookqa.store import MANIFEST, Book
 
 from . import views
 from .jobs import stream_answer, stream_ingest
-from .style import CITE_CLICK_JS, CSS, NODE_CLICK_JS
+from .style import CITE_CLICK_JS, CSS, NODE_CLICK_JS, READER_SCROLL_JS
 
 log = logging.getLogger("bookqa.ui")
 
 KINDS = ("auto", "novel", "transcript")
+LIST_REFRESH_S = 5.0  # how often a page checks whether the library changed elsewhere
 SUMMARY_MODES = ("extractive", "llm", "none")
-UPLOAD_SLACK_BYTES = 16 * 1024 * 1024  # Gradio's own hard cap sits above ours, so ours gives the message
 
 
 # --- library helpers ---------------------------------------------------------------------------------
@@ -66,6 +66,22 @@ def _size(path: Path) -> str:
         return _human(path.stat().st_size)
     except OSError:
         return "?"
+
+
+def library_stamp(library: Library) -> tuple:
+    """Changes whenever a book is added, deleted or rebuilt (each stage rewrites the manifest), by this
+    server or by a `bookqa` command: one stat per book, cheap enough to poll."""
+    try:
+        dirs = sorted(library.root.iterdir())
+    except OSError:
+        return ()
+    stamp = []
+    for d in dirs:
+        try:
+            stamp.append((d.name, (d / MANIFEST).stat().st_mtime_ns))
+        except OSError:  # not a book (yet), or being deleted right now
+            continue
+    return tuple(stamp)
 
 
 def book_choices(rows: list[dict[str, Any]], ready_only: bool) -> list[tuple[str, str]]:
@@ -146,18 +162,46 @@ def build_app(settings: Optional[Settings] = None) -> gr.Blocks:
                                  report.stages_run, report.stages_skipped, report.seconds, report.created)
         yield (done, *lists(prefer=book.id))
 
+    # Deleting takes two clicks: "Delete book" asks about the chosen book by name, "Yes, delete it" deletes
+    # exactly that one (kept in pending_delete, so changing the dropdown meanwhile cannot redirect it).
+    no_question = (gr.Row(visible=False), "", None)  # confirmation row, its text, pending_delete
+
+    def on_delete_request(book_id):
+        if not book_id:
+            return (views.message("error", "Choose a book to delete."), *no_question)
+        try:
+            book = library.resolve(book_id)
+            chunks = (book.manifest.get("stages") or {}).get("chunks", {}).get("chunks", "?")
+        except Exception as exc:  # noqa: BLE001
+            return (views.message("error", f"Could not delete: {_error_text(exc)}"), *no_question)
+        return "", gr.Row(visible=True), views.delete_question(book.id, book.title, chunks), book.id
+
     def on_delete(book_id, ask_current, sum_current):
         if not book_id:
-            return (views.message("error", "Choose a book to delete."), *lists())
+            return (views.message("error", "Choose a book to delete."), *lists(), *no_question)
         try:
             book = library.remove(book_id)
         except Exception as exc:  # noqa: BLE001
-            return (views.message("error", f"Could not delete: {_error_text(exc)}"), *lists())
+            return (views.message("error", f"Could not delete: {_error_text(exc)}"), *lists(), *no_question)
         from bookqa.retrieve import clear_cache
 
         clear_cache()  # a re-ingested book of the same id must not reuse the deleted indexes
         return (views.message("ok", f"Deleted “{book.title}” ({book.id})."),
-                *lists(ask_current=ask_current, sum_current=sum_current))
+                *lists(ask_current=ask_current, sum_current=sum_current), *no_question)
+
+    def on_delete_cancel():
+        return (views.message("info", "Nothing was deleted."), *no_question)
+
+    def forget_delete_question():  # another book was chosen: the question asked is no longer the one shown
+        return no_question
+
+    def on_tick(stamp, ask_current, sum_current, del_current):
+        """Refresh the lists when the library changed (another page or a `bookqa` command added, rebuilt or
+        deleted a book); otherwise leave the page alone."""
+        now = library_stamp(library)
+        if now == stamp:
+            return (gr.skip(),) * 5
+        return (now, *lists(ask_current=ask_current, sum_current=sum_current, del_current=del_current))
 
     def on_refresh(ask_current, sum_current, del_current):
         return lists(ask_current=ask_current, sum_current=sum_current, del_current=del_current)
@@ -236,7 +280,8 @@ def build_app(settings: Optional[Settings] = None) -> gr.Blocks:
             with gr.Tab("Library", id="library"):
                 with gr.Row():
                     with gr.Column(scale=2):
-                        upload = gr.File(label="Text to add (.txt novel or transcript, LoCoMo .json)",
+                        upload = gr.File(label="Text to add (.txt novel or transcript, LoCoMo .json; up to "
+                                               f"{_human(base.max_upload_bytes)})",
                                          file_types=[".txt", ".json"], type="filepath", elem_id="upload")
                     with gr.Column(scale=2):
                         title_box = gr.Textbox(label="Title (optional)", elem_id="title",
@@ -250,7 +295,14 @@ def build_app(settings: Optional[Settings] = None) -> gr.Blocks:
                     delete_book = gr.Dropdown(label="Book", choices=[], elem_id="delete-book", scale=3)
                     delete_btn = gr.Button("Delete book", variant="stop", elem_id="delete-button", scale=1)
                     refresh_btn = gr.Button("Refresh", elem_id="refresh-button", scale=1)
+                with gr.Row(visible=False, elem_id="delete-confirm") as confirm_row:
+                    confirm_text = gr.HTML(elem_id="delete-question")
+                    confirm_btn = gr.Button("Yes, delete it", variant="stop", elem_id="delete-yes", scale=0)
+                    cancel_btn = gr.Button("Cancel", elem_id="delete-no", scale=0)
                 delete_status = gr.HTML(elem_id="delete-status")
+                pending_delete = gr.State(None)
+                seen_library = gr.State(None)  # library_stamp of the lists this page shows
+                lists_timer = gr.Timer(LIST_REFRESH_S)
             with gr.Tab("Ask", id="ask"):
                 with gr.Row():
                     with gr.Column(scale=3):
@@ -261,7 +313,7 @@ def build_app(settings: Optional[Settings] = None) -> gr.Blocks:
                         answer = gr.HTML(elem_id="answer", js_on_load=CITE_CLICK_JS)
                     with gr.Column(scale=2):
                         gr.Markdown("### Cited passage")
-                        reader = gr.HTML(views.READER_EMPTY, elem_id="reader")
+                        reader = gr.HTML(views.READER_EMPTY, elem_id="reader", js_on_load=READER_SCROLL_JS)
             with gr.Tab("Summaries", id="summaries"):
                 sum_book = gr.Dropdown(label="Book", choices=[], elem_id="summary-book")
                 with gr.Row():
@@ -295,15 +347,29 @@ def build_app(settings: Optional[Settings] = None) -> gr.Blocks:
         ingest_btn.click(on_ingest, inputs=[upload, title_box, kind_radio, *settings_inputs, summaries_radio],
                          outputs=[ingest_status, *list_outputs], concurrency_id="ingest", concurrency_limit=1,
                          show_progress="minimal", api_visibility="private")
-        delete_btn.click(on_delete, inputs=[delete_book, ask_book, sum_book],
-                         outputs=[delete_status, *list_outputs], api_visibility="private")
+        confirm_outputs = [confirm_row, confirm_text, pending_delete]
+        delete_btn.click(on_delete_request, inputs=[delete_book], outputs=[delete_status, *confirm_outputs],
+                         api_visibility="private")
+        confirm_btn.click(on_delete, inputs=[pending_delete, ask_book, sum_book],
+                          outputs=[delete_status, *list_outputs, *confirm_outputs], api_visibility="private")
+        cancel_btn.click(on_delete_cancel, outputs=[delete_status, *confirm_outputs], api_visibility="private")
+        delete_book.change(forget_delete_question, outputs=confirm_outputs, api_visibility="private")
+        lists_timer.tick(on_tick, inputs=[seen_library, ask_book, sum_book, delete_book],
+                         outputs=[seen_library, *list_outputs], concurrency_id="lists", show_progress="hidden",
+                         api_visibility="private")
         refresh_btn.click(on_refresh, inputs=[ask_book, sum_book, delete_book], outputs=list_outputs,
                           api_visibility="private")
         ask_inputs = [ask_book, question, *settings_inputs, prefix_box, rerank_box]
         ask_outputs = [answer, reader, result_state]
-        for trigger in (ask_btn.click, question.submit):
-            trigger(on_ask, inputs=ask_inputs, outputs=ask_outputs, concurrency_id="ask",
-                    concurrency_limit=base.ui_ask_concurrency, show_progress="hidden", api_visibility="private")
+        # Ask is disabled from the click until the answer (or its error) is shown. While the question waits
+        # for a free answering slot, Gradio's queue status (position, seconds waited / expected) shows on
+        # the answer pane.
+        asking = gr.on([ask_btn.click, question.submit], lock_ask, outputs=[ask_btn], queue=False,
+                       api_visibility="private")
+        asking.then(on_ask, inputs=ask_inputs, outputs=ask_outputs, concurrency_id="ask",
+                    concurrency_limit=base.ui_ask_concurrency, show_progress="minimal", show_progress_on=[answer],
+                    api_visibility="private"
+                    ).then(unlock_ask, outputs=[ask_btn], queue=False, api_visibility="private")
         answer.cite(on_cite, inputs=[result_state], outputs=[reader], concurrency_id="view",
                     show_progress="hidden", api_visibility="private")
         sum_book.change(on_summary_book, inputs=[sum_book], outputs=[tree_html, node_html], concurrency_id="view",
@@ -311,6 +377,14 @@ def build_app(settings: Optional[Settings] = None) -> gr.Blocks:
         tree_html.node(on_node, inputs=[sum_book], outputs=[node_html], concurrency_id="view",
                        show_progress="hidden", api_visibility="private")
     return demo
+
+
+def lock_ask() -> gr.Button:
+    return gr.Button(interactive=False)
+
+
+def unlock_ask() -> gr.Button:
+    return gr.Button(interactive=True)
 
 
 def _first_citation(book: Book, result: dict[str, Any]) -> str:
@@ -333,8 +407,17 @@ def launch(settings: Optional[Settings] = None, *, host: Optional[str] = None, p
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     demo = build_app(settings)
     demo.queue(default_concurrency_limit=4)
-    demo.launch(server_name=host or settings.ui_host, server_port=port or settings.ui_port, auth=auth,
-                auth_message="bookqa: sign in" if auth else None, prevent_thread_lock=not block, quiet=quiet,
-                show_error=False, max_file_size=settings.max_upload_bytes + UPLOAD_SLACK_BYTES, ssr_mode=False,
-                footer_links=[], theme=theme(), css=CSS)
+    host, port = host or settings.ui_host, port or settings.ui_port
+    try:
+        demo.launch(server_name=host, server_port=port, auth=auth,
+                    auth_message="bookqa: sign in" if auth else None, prevent_thread_lock=not block, quiet=quiet,
+                    # the page refuses a larger file before sending it, naming this same limit
+                    show_error=False, max_file_size=settings.max_upload_bytes, ssr_mode=False,
+                    footer_links=[], theme=theme(), css=CSS)
+    except OSError as exc:
+        if "port" not in str(exc).lower():
+            raise
+        # taken since `bookqa ui` checked it; Gradio's own hint names a variable that an explicit port overrides
+        raise ConfigError(f"port {port} on {host} is already in use (another bookqa ui?); choose another "
+                          "with --port N or BOOKQA_UI_PORT=N") from None
     return demo

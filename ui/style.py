@@ -54,7 +54,28 @@ element.addEventListener('click', (ev) => {
   ev.preventDefault();
   element.querySelectorAll('.bq-active').forEach((b) => b.classList.remove('bq-active'));
   el.classList.add('bq-active');
+  const reader = document.getElementById('reader');
+  if (reader) reader.dataset.bqReveal = '1';  // the passage this click opens may scroll the page to it
   trigger('cite', {cite: el.dataset.cite ?? null, evidence: el.dataset.evidence ?? null});
+});
+"""
+
+# Each passage shown in the reader scrolls its text box so the highlight sits near the top third (a long
+# passage would leave it below the box's fold). The page itself scrolls only after a click on a marker,
+# to bring the highlight on screen; a finished answer showing its first citation leaves the page alone.
+READER_SCROLL_JS = """
+watch('value', () => {
+  const mark = element.querySelector('mark');
+  const reader = document.getElementById('reader');
+  const reveal = reader && reader.dataset.bqReveal === '1';
+  if (reader) delete reader.dataset.bqReveal;
+  if (!mark) return;
+  const box = mark.closest('.bq-reader-text');
+  if (box) {
+    const b = box.getBoundingClientRect(), m = mark.getBoundingClientRect();
+    box.scrollTop += (m.top - b.top) - Math.max(0, (b.height - m.height) / 3);
+  }
+  if (reveal) mark.scrollIntoView({block: 'nearest', inline: 'nearest'});
 });
 """
 

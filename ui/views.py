@@ -76,6 +76,13 @@ def library_table(rows: Sequence[dict[str, Any]]) -> str:
             '<th>size</th><th>status</th></tr></thead><tbody>' + "".join(body) + "</tbody></table>")
 
 
+def delete_question(book_id: str, title: str, chunks: Any) -> str:
+    """The confirmation asked before a book is deleted."""
+    return (f'<div class="bq-msg bq-warn" data-book="{esc(book_id)}">Delete <b>{esc(title)}</b> '
+            f"(<code>{esc(book_id)}</code>, {esc(chunks)} chunks) with its indexes and summaries? "
+            "This cannot be undone; adding the file again rebuilds it.</div>")
+
+
 # --- ingestion progress ------------------------------------------------------------------------------
 def ingest_progress(title: str, rows: Sequence[dict[str, Any]], elapsed: float) -> str:
     """Live ingestion status: one bar per reported stage with its count, rate-based ETA, or duration.

@@ -31,6 +31,9 @@ def add_answer_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", dest="top_n", type=int, help="reranked passages given to the generator (default 3)")
     p.add_argument("--no-prefix", action="store_true", help="rerank without the summary prefix")
     p.add_argument("--no-rerank", action="store_true", help="skip QR reranking (first-stage order)")
+    p.add_argument("--qr-mode", dest="qr_mode", choices=("full", "cached", "cascade"),
+                   help="QR over one full prompt, over cached chunk keys/values, or cached then full over the top "
+                        "(default $BOOKQA_QR_MODE or full)")
 
 
 def open_book(name: str, settings: Settings, quiet: bool) -> Book:
@@ -47,9 +50,11 @@ def open_book(name: str, settings: Settings, quiet: bool) -> Book:
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
-    from ..pipeline import ask
+    from ..pipeline import ask, check_question
 
+    question = check_question(args.question)  # before the book is opened (or ingested) and anything printed
     book = open_book(args.book, settings, args.quiet)
+    book.require_intact()
     progress = TqdmProgress(quiet=args.quiet or args.json)
     streamed = not args.json
 
@@ -58,9 +63,9 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
         sys.stdout.flush()
 
     if streamed:
-        print(f"{book.title} — {args.question}\n")
+        print(f"{book.title} — {question}\n")
     try:
-        result = ask(book, args.question, settings, use_prefix=not args.no_prefix, rerank=not args.no_rerank,
+        result = ask(book, question, settings, use_prefix=not args.no_prefix, rerank=not args.no_rerank,
                      on_token=on_token if streamed else None, progress=progress)
     finally:
         progress.close()
@@ -85,5 +90,6 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
         print(f"dropped citations to passages that were not provided: {result.invalid_citations}")
     for w in result.warnings:
         print(f"note: {w}")
-    print("Timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items()))
+    mode = f" (QR {result.info['qr_mode']})" if result.info.get("qr_mode") else ""
+    print(f"Timings{mode}: " + ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items()))
     return 0

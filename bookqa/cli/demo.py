@@ -19,11 +19,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--question", default=SAMPLE_QUESTION, help=f"default: {SAMPLE_QUESTION!r}")
     p.add_argument("--no-answer", action="store_true", help="only ingest and describe the sample")
     p.add_argument("--ui", action="store_true", help="then open the web app with the sample ready to ask")
+    p.add_argument("--port", dest="ui_port", type=int, help="with --ui: port of the web app (default 7860)")
     p.add_argument("-k", "--k", dest="top_k", type=int, help="first-stage candidates to rerank (default 50)")
     p.set_defaults(handler=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    if args.ui:  # a busy port is reported now, not after the ingest and the answer
+        from .ports import check_port
+
+        settings = settings.replace(ui_port=args.ui_port)
+        check_port(settings.ui_host, settings.ui_port)
     progress = TqdmProgress(quiet=args.quiet)
     try:
         report = Library(settings).ingest(SAMPLE, title=SAMPLE_TITLE, progress=progress)

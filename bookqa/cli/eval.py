@@ -15,6 +15,7 @@ from pathlib import Path
 from ..progress import TqdmProgress
 from ..rerank.config import QRRankerConfig
 from ..settings import Settings
+from .ray_args import add_ray_arguments, ray_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -70,10 +71,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-url", dest="base_url", help="OpenAI-compatible server for --generator remote")
     p.add_argument("--model", dest="generator_model", help="generator model: GGUF name/path, or remote name")
     p.add_argument("--top", dest="top_n", type=int, help="evidence chunks given to the generator (default 3)")
+    add_ray_arguments(p, "books' questions")
     p.set_defaults(handler=cmd_eval)
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from ..lab.evaluate.configs import CACHED_NAMES
     from ..lab.evaluate.registry import build_configs, parse_config_names
     from ..lab.evaluate.corpus import eval_settings
     from ..lab.evaluate.datasets import load_dataset
@@ -128,6 +131,8 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
                                     if key not in ("model", "heads", "adapter", "device", "dtype")}}}
     if "default" in names:  # the out-of-the-box ranker, so a resume cannot mix two under that name
         meta["settings"]["default"] = _resolved(default_ranker_config(settings)).to_json()
+    if any(n in CACHED_NAMES for n in names):  # how chunk keys/values are stored and how far the cascade reaches
+        meta["settings"]["cached"] = {"kv_dtype": settings.qr_cache_dtype, "cascade_top": settings.qr_cascade_top}
     if args.trained:  # which checkpoint "qr_trained" is, so a resume cannot mix two under one name
         meta["settings"]["trained"] = checkpoint_fingerprint(args.trained)
     if args.resume:
@@ -136,9 +141,20 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
           f"configurations {', '.join(c.name for c in configs)}; K = {k}; answers {'on' if answers else 'off'}",
           file=sys.stderr)
     progress = TqdmProgress(quiet=args.quiet)
-    runner = Runner(data, selection, configs, settings, out, k=k, answers=answers, answer_config=args.answer_config,
-                    resume=args.resume, progress=progress, show_bar=not args.quiet, meta=meta,
-                    shuffle_check=args.shuffle_check, shuffle_seed=args.seed)
+    run_options = dict(k=k, answers=answers, answer_config=args.answer_config, resume=args.resume, progress=progress,
+                       show_bar=not args.quiet, meta=meta, shuffle_check=args.shuffle_check, shuffle_seed=args.seed)
+    if args.ray is not None:
+        import functools
+
+        from ..lab.scale.ray_jobs import RayRunner
+
+        # each worker builds the same configurations and loads their models itself
+        make_configs = functools.partial(build_configs, names, settings, trained=args.trained,
+                                         permutations=args.permutations, options=options)
+        runner = RayRunner(data, selection, configs, settings, out, make_configs=make_configs,
+                           ray=ray_options(args), **run_options)
+    else:
+        runner = Runner(data, selection, configs, settings, out, **run_options)
     import signal
 
     def stop(signum, frame):  # `kill PID` ends a run like Ctrl-C: results compacted, report written

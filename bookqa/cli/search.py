@@ -32,6 +32,7 @@ def snippet(text: str, width: int = SNIPPET_CHARS) -> str:
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     book = Library(settings).resolve(args.book)
+    book.require_intact()
     t0 = time.perf_counter()
     retriever_for(book, args.method, settings)  # load the indexes (and embedder) first, to time them apart
     t1 = time.perf_counter()

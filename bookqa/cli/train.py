@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--order", choices=("retriever", "shuffled"),
                    help="candidate order in training prompts (default: train_order, retriever; validation keeps "
                         "retriever order)")
+    p.add_argument("--attention", choices=("full", "block"),
+                   help="full prompt (default: train_attention, full) or the cached-chunk block layout "
+                        "(candidates encoded apart, as BOOKQA_QR_MODE=cached ranks)")
     p.add_argument("--lr", type=float,
                    help="AdamW learning rate (default: train_lr; 0 = by scope: 1e-5 full / qr-layers, 1e-4 lora)")
     p.add_argument("--accum", type=int, help="samples per optimiser step (default: train_accum, 4)")
@@ -77,7 +80,8 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     if args.device:
         settings = settings.replace(device=args.device)
     options = TrainOptions.from_settings(TrainSettings.from_env(), scope=args.scope, steps=args.steps, max_tokens=args.max_tokens,
-                                         candidates=args.candidates, order=args.order, lr=args.lr, accum=args.accum,
+                                         candidates=args.candidates, order=args.order, attention=args.attention, lr=args.lr,
+                                         accum=args.accum,
                                          checkpoint_every=args.checkpoint_every, val_limit=args.val_limit)
     progress = TqdmProgress(quiet=args.quiet)
     log = (lambda line: None) if args.quiet else _log

@@ -5,8 +5,10 @@ The ``ui`` package depends on bookqa, not the reverse: it is imported inside the
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import os
+import socket
 import sys
 from typing import Optional
 
@@ -14,6 +16,7 @@ from ..errors import ConfigError
 from ..library import Library
 from ..progress import TqdmProgress
 from ..settings import Settings
+from .ports import check_port  # noqa: F401  (also bookqa.cli.ui.check_port)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -63,6 +66,7 @@ def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
     if not is_loopback(settings.ui_host) and auth is None:
         print("bookqa: warning: the UI is reachable from other machines without a login (see --auth)",
               file=sys.stderr)
+    check_port(settings.ui_host, settings.ui_port)
     if args.sample:
         from .demo import SAMPLE, SAMPLE_TITLE
 

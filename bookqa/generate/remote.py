@@ -24,6 +24,7 @@ from .base import Completion, PromptOrMessages, as_messages
 
 RETRIES = 3  # tries per request, first included
 BACKOFF_S = 0.5  # wait before the 2nd try; doubles each time
+PROBE_TIMEOUT_S = 3.0  # longest wait for the server's answer to the probe before any work
 
 
 def chat_url(base_url: str) -> str:
@@ -80,17 +81,33 @@ class RemoteGenerator:
 
     def _open(self, payload: dict[str, Any]):
         """The HTTP response for ``payload``, after retries; GeneratorError when it cannot be had."""
-        data = json.dumps(payload).encode("utf-8")
+        return self._request(self.url, json.dumps(payload).encode("utf-8"), self.timeout)
+
+    def probe(self) -> None:
+        """A cheap request (``GET {base}/models``, a few seconds at most) that fails as the real one would
+        when the server is down, so ``ask`` reports it before retrieving and reranking. Any answer passes
+        except one refusing the API key: a server without that route is still up."""
+        url = self.url[: -len("/chat/completions")] + "/models"
+        response = self._request(url, None, min(self.timeout, PROBE_TIMEOUT_S), probe=True)
+        if response is not None:
+            response.close()
+
+    def _request(self, url: str, data: Optional[bytes], timeout: float, probe: bool = False):
+        """POST ``data`` (GET when None) with retries; GeneratorError when no answer can be had. A probe
+        returns None for an HTTP error other than 401/403 (the server answered)."""
         last = ""
         for attempt in range(self.retries):
             if attempt:
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
-            request = urllib.request.Request(self.url, data=data, headers=self._headers(), method="POST")
+            request = urllib.request.Request(url, data=data, headers=self._headers(),
+                                             method="GET" if data is None else "POST")
             try:
-                return urllib.request.urlopen(request, timeout=self.timeout)
+                return urllib.request.urlopen(request, timeout=timeout)
             except urllib.error.HTTPError as exc:
                 detail = _error_detail(exc.read() or b"")
                 exc.close()
+                if probe and exc.code not in (401, 403):
+                    return None
                 if exc.code >= 500 or exc.code == 429:
                     last = f"HTTP {exc.code}: {detail}"
                     continue
@@ -99,17 +116,21 @@ class RemoteGenerator:
                                      f"{detail}{hint}") from None
             except urllib.error.URLError as exc:
                 if isinstance(exc.reason, (socket.timeout, TimeoutError)):
-                    raise self._timeout() from None
+                    raise self._timeout(timeout, url if probe else None) from None
                 last = str(exc.reason)
             except (socket.timeout, TimeoutError):
-                raise self._timeout() from None
+                raise self._timeout(timeout, url if probe else None) from None
             except (ConnectionError, http.client.HTTPException, OSError) as exc:
                 last = f"{type(exc).__name__}: {exc}"
         raise GeneratorError(f"cannot reach the generator at {self.url}: {last} (after {self.retries} tries); "
                              "is the server running?")
 
-    def _timeout(self) -> GeneratorError:
-        return GeneratorError(f"the generator at {self.url} did not answer within {self.timeout:g} s "
+    def _timeout(self, seconds: Optional[float] = None, probed: Optional[str] = None) -> GeneratorError:
+        seconds = self.timeout if seconds is None else seconds
+        if probed:
+            return GeneratorError(f"the generator at {self.url} did not answer GET {probed} within {seconds:g} s; "
+                                  "is the server running and reachable?")
+        return GeneratorError(f"the generator at {self.url} did not answer within {seconds:g} s "
                               "(raise BOOKQA_REQUEST_TIMEOUT_S, or use a smaller model)")
 
     def _payload(self, prompt_or_messages: PromptOrMessages, max_tokens: int, temperature: float,

@@ -122,7 +122,8 @@ def _describe(value: Any) -> str:
         return f"an object with keys {keys}" if keys else "an empty object"
     if isinstance(value, list):
         return f"a list of {len(value)} items"
-    return f"a {type(value).__name__}"
+    kind = type(value).__name__
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
 
 
 def _session_keys(conversation: dict[str, Any]) -> list[tuple[int, str]]:
@@ -134,6 +135,10 @@ def _session_keys(conversation: dict[str, Any]) -> list[tuple[int, str]]:
     return sorted(keys)
 
 
+def _looks_like_sample(value: Any) -> bool:
+    return isinstance(value, dict) and (isinstance(value.get("conversation"), dict) or bool(_session_keys(value)))
+
+
 def _one_line(value: str) -> str:
     return re.sub(r"\s*\n\s*", " ", value.replace("\r", "\n")).strip()
 
@@ -141,9 +146,13 @@ def _one_line(value: str) -> str:
 def render_locomo(data: Any, name: str) -> tuple[str, list[dict[str, Any]], Optional[str]]:
     """``(text, utterances, title)`` for one LoCoMo conversation; ``InputError`` for another shape."""
     if isinstance(data, list):
+        if not data:
+            raise InputError(f"{name} is an empty list; expected {_LOCOMO_SHAPE}")
+        other = next((item for item in data if not _looks_like_sample(item)), None)
+        if other is not None:  # [1, 2, 3] is a list of numbers, not of conversations
+            raise InputError(f"{name}: expected {_LOCOMO_SHAPE}; found a list of {len(data)} items, one of them "
+                             f"{_describe(other)}")
         if len(data) != 1:
-            if not data:
-                raise InputError(f"{name} is an empty list; expected {_LOCOMO_SHAPE}")
             raise InputError(f"{name} holds {len(data)} conversations; one conversation per book is "
                              "expected (split the file into one sample per file)")
         data = data[0]

@@ -310,9 +310,7 @@ class QRRanker(Reranker):
         calibrate = self.calibrate if calibrate is None else bool(calibrate)
         heads = list(heads) if heads is not None else list(self.heads.heads)
         span_names = list(spans) if spans is not None else [self.layout.question_span]
-        by_layer: dict[int, list[int]] = {}
-        for layer, head in heads:
-            by_layer.setdefault(layer, []).append(head)
+        by_layer = heads_by_layer(heads)
         t0 = time.perf_counter()
         prompt = self.prompt(query, texts, prefix)
         if self.max_positions and prompt.n_tokens > self.max_positions:
@@ -356,20 +354,7 @@ class QRRanker(Reranker):
         res = read_out(self.model, ids, by_layer, rows, cache=cache, segments=seg, n_segments=n,
                        want_max=self.aggregate == "max", keep_mean=False)
         per_row = res.row_max if self.aggregate == "max" else res.row_sum
-        where = {}
-        for layer, hs in by_layer.items():
-            for k, h in enumerate(hs):
-                where[(layer, h)] = (layer, k)
-        row_index = {t: i for i, t in enumerate(rows)}
-        out = np.zeros((len(span_names), len(heads), n), dtype=np.float64)
-        for si, name in enumerate(span_names):
-            idx = torch.tensor([row_index[t] for t in range(*prompt.spans[name])], dtype=torch.long)
-            per_layer = {layer: m.index_select(1, idx.to(m.device)).double().mean(dim=1).cpu().numpy()
-                         for layer, m in per_row.items()}
-            for i, hd in enumerate(heads):
-                layer, k = where[hd]
-                out[si, i] = per_layer[layer][k]
-        return out, res
+        return question_scores(per_row, by_layer, heads, rows, [prompt.spans[s] for s in span_names], n), res
 
     def rank(self, query: str, chunks: Sequence[Passage], prefix: Optional[str] = None,
              per_head: bool = False) -> RankedResults:
@@ -425,6 +410,36 @@ class QRRanker(Reranker):
                 "heads": len(self.heads.heads), "heads_source": self.heads.source, "calibrate": c.calibrate,
                 "aggregate": c.aggregate, "debias": c.debias, "permutations": c.permutations, "refine": c.refine,
                 "question_span": self.layout.question_span, "device": c.device, "dtype": self.dtype}
+
+
+def heads_by_layer(heads: Sequence[tuple[int, int]]) -> dict[int, list[int]]:
+    by_layer: dict[int, list[int]] = {}
+    for layer, head in heads:
+        by_layer.setdefault(layer, []).append(head)
+    return by_layer
+
+
+def question_scores(per_row: dict, by_layer: dict[int, list[int]], heads: Sequence[tuple[int, int]],
+                    rows: Sequence[int], spans: Sequence[tuple[int, int]], n: int) -> np.ndarray:
+    """Per-head candidate scores from a read-out's per-row reductions (``row_sum`` or ``row_max``,
+    layer → (heads, rows, n)): for each question span (a range of the positions in ``rows``), the mean over
+    its rows; shape (len(spans), len(heads), n)."""
+    import torch
+
+    where = {}
+    for layer, hs in by_layer.items():
+        for k, h in enumerate(hs):
+            where[(layer, h)] = (layer, k)
+    row_index = {t: i for i, t in enumerate(rows)}
+    out = np.zeros((len(spans), len(heads), n), dtype=np.float64)
+    for si, (a, b) in enumerate(spans):
+        idx = torch.tensor([row_index[t] for t in range(a, b)], dtype=torch.long)
+        per_layer = {layer: m.index_select(1, idx.to(m.device)).double().mean(dim=1).cpu().numpy()
+                     for layer, m in per_row.items()}
+        for i, hd in enumerate(heads):
+            layer, k = where[hd]
+            out[si, i] = per_layer[layer][k]
+    return out
 
 
 def _crop_cache(cache, keep: int) -> None:

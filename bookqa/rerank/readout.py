@@ -203,7 +203,9 @@ def capturing(model, heads_by_layer: dict[int, Sequence[int]], rows: Sequence[in
 @torch.inference_mode()
 def read_out(model, input_ids: torch.Tensor, heads_by_layer: dict[int, Sequence[int]],
              rows: Sequence[int] | torch.Tensor, *, cache=None, segments: Optional[torch.Tensor] = None,
-             n_segments: int = 0, want_max: bool = False, keep_mean: bool = True) -> ReadoutResult:
+             n_segments: int = 0, want_max: bool = False, keep_mean: bool = True,
+             first_position: Optional[int] = None, attention_mask: Optional[torch.Tensor] = None,
+             position_ids: Optional[torch.Tensor] = None) -> ReadoutResult:
     """Run ``input_ids`` (1, T) through layers 0..max(heads_by_layer) and return the question-row
     attention of the selected heads.
 
@@ -213,6 +215,13 @@ def read_out(model, input_ids: torch.Tensor, heads_by_layer: dict[int, Sequence[
     each key position to a candidate index (-1 for none); with it the result also holds, per question
     row, each candidate's attention sum (and largest weight with ``want_max``). ``keep_mean=False``
     drops the (heads, N) row-mean vectors when only the per-candidate reductions are needed.
+
+    Rotary positions continue from the cache length unless ``first_position`` (the position of the first
+    token of this pass: the cached-chunk layout puts the question after a shared position range, not after
+    the number of cached tokens) or explicit ``position_ids`` (1, T) say otherwise. ``rows`` and the causal
+    order stay in key-index space either way. ``attention_mask`` (a 4D boolean mask, True = attend) replaces
+    the causal mask in every layer; it must still let the question rows see every earlier key, as the
+    captured softmax assumes (the block-structured reference in the tests uses it).
     """
     check_supported(model)
     if not heads_by_layer:
@@ -234,34 +243,13 @@ def read_out(model, input_ids: torch.Tensor, heads_by_layer: dict[int, Sequence[
                 for layer, heads in heads_by_layer.items()},
         rows=rows_t, segments=segments, n_segments=n_segments, want_max=want_max, keep_mean=keep_mean)
 
-    from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
-
     start = time.perf_counter()
-    past = cache.get_seq_length() if cache is not None else 0
     t_len = input_ids.shape[1]
     with _capture_attention(config):
         token = _ACTIVE.set(capture)
         try:
-            hidden = decoder.embed_tokens(input_ids)
-            position_ids = torch.arange(past, past + t_len, device=device)[None]
-            layer_types = list(getattr(config, "layer_types", None) or ["full_attention"] * len(decoder.layers))
-            mask_kwargs = dict(config=config, inputs_embeds=hidden, attention_mask=None, cache=cache,
-                               position_ids=position_ids)
-            masks = {"full_attention": create_causal_mask(**mask_kwargs)}
-            if "sliding_attention" in layer_types[:deepest + 1]:
-                masks["sliding_attention"] = create_sliding_window_causal_mask(**mask_kwargs)
-            position_embeddings = decoder.rotary_emb(hidden, position_ids)
-            for i in range(deepest + 1):
-                layer = decoder.layers[i]
-                mask = masks[layer_types[i]]
-                if i < deepest:
-                    hidden = layer(hidden, attention_mask=mask, position_ids=position_ids, cache=cache,
-                                   use_cache=cache is not None, position_embeddings=position_embeddings)
-                else:
-                    # Only the attention of the deepest layer is read; its output and MLP are not needed.
-                    layer.self_attn(hidden_states=layer.input_layernorm(hidden),
-                                    position_embeddings=position_embeddings, attention_mask=mask,
-                                    position_ids=position_ids, cache=cache, use_cache=cache is not None)
+            run_layers(decoder, input_ids, deepest, cache=cache, first_position=first_position,
+                       attention_mask=attention_mask, position_ids=position_ids)
         finally:
             _ACTIVE.reset(token)
     missing = set(heads_by_layer) - (set(capture.mean) | set(capture.row_sum))
@@ -271,6 +259,50 @@ def read_out(model, input_ids: torch.Tensor, heads_by_layer: dict[int, Sequence[
     return ReadoutResult(mean=capture.mean, row_sum=capture.row_sum, row_max=capture.row_max, tokens_run=t_len,
                          layers_run=deepest + 1,
                          seconds=time.perf_counter() - start)
+
+
+def run_layers(decoder, input_ids: torch.Tensor, deepest: int, *, cache=None, first_position: Optional[int] = None,
+               attention_mask: Optional[torch.Tensor] = None, position_ids: Optional[torch.Tensor] = None) -> None:
+    """Push ``input_ids`` (1, T) through ``decoder.layers[0 .. deepest]``; the deepest runs only its
+    attention (nothing reads its output or MLP). With a ``cache`` the keys and values of every layer run are
+    appended to it. Positions: see :func:`read_out`."""
+    from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
+
+    config = decoder.config
+    device = decoder.embed_tokens.weight.device
+    input_ids = input_ids.to(device)
+    past = cache.get_seq_length() if cache is not None else 0
+    t_len = input_ids.shape[1]
+    hidden = decoder.embed_tokens(input_ids)
+    if position_ids is None:
+        first = past if first_position is None else int(first_position)
+        position_ids = torch.arange(first, first + t_len, device=device)[None]
+    else:
+        position_ids = position_ids.to(device).reshape(1, t_len)
+    layer_types = list(getattr(config, "layer_types", None) or ["full_attention"] * len(decoder.layers))
+    if attention_mask is not None:
+        if "sliding_attention" in layer_types[:deepest + 1]:
+            raise ModelError("an explicit attention mask is not supported with sliding-window layers")
+        masks = {"full_attention": attention_mask.to(device)}
+    else:
+        # The mask follows key indices (the cache length), never position ids: a question placed at a later
+        # position still sees every cached key, and no position jump is read as packed sequences.
+        mask_kwargs = dict(config=config, inputs_embeds=hidden, attention_mask=None, cache=cache,
+                           position_ids=torch.arange(past, past + t_len, device=device)[None])
+        masks = {"full_attention": create_causal_mask(**mask_kwargs)}
+        if "sliding_attention" in layer_types[:deepest + 1]:
+            masks["sliding_attention"] = create_sliding_window_causal_mask(**mask_kwargs)
+    position_embeddings = decoder.rotary_emb(hidden, position_ids)
+    for i in range(deepest + 1):
+        layer = decoder.layers[i]
+        mask = masks[layer_types[i]]
+        if i < deepest:
+            hidden = layer(hidden, attention_mask=mask, position_ids=position_ids, cache=cache,
+                           use_cache=cache is not None, position_embeddings=position_embeddings)
+        else:
+            layer.self_attn(hidden_states=layer.input_layernorm(hidden), position_embeddings=position_embeddings,
+                            attention_mask=mask, position_ids=position_ids, cache=cache,
+                            use_cache=cache is not None)
 
 
 def new_cache(model):

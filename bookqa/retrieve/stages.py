@@ -37,6 +37,13 @@ class Bm25Stage:
         progress("bm25 index", 1, 1)
         return {"vocabulary": info["vocabulary"], "postings": info["postings"]}
 
+    def outputs(self, book: Book) -> list[str]:
+        from .bm25 import BM25_DIR, META_FILE
+
+        # whatever files bm25s saved (its layout is its own), and always the meta file
+        found = [p.relative_to(book.dir).as_posix() for p in sorted((book.dir / BM25_DIR).glob("*")) if p.is_file()]
+        return sorted(set(found) | {f"{BM25_DIR}/{META_FILE}"})
+
 
 class DenseStage:
     """Embeddings of the chunk texts, in ``embeddings.npy``; resumes an interrupted run."""
@@ -61,3 +68,8 @@ class DenseStage:
         # The model is recorded so queries are embedded by the same model whatever the settings say later.
         return {"model": settings.embed_model, "dim": info["dim"], "window_overlap": settings.embed_window_overlap,
                 "windowed_chunks": info["windowed_chunks"], "resumed_from": info["resumed_from"]}
+
+    def outputs(self, book: Book) -> list[str]:
+        from .dense import EMBEDDINGS_FILE
+
+        return [EMBEDDINGS_FILE]

@@ -16,6 +16,7 @@ from ...settings import Settings
 from ..settings import EvalSettings
 from .configs import (ALL_CONFIGS, DEFAULT_CONFIGS, FIRST_STAGE, PERMUTATIONS_DEFAULT, QR_VARIANTS, REFINE_DEFAULT,
                       TRAINED_CONFIGS, TRAINED_EXTENSIONS, Config, FirstStageConfig, FusedConfig, RerankConfig)
+from .cached import CACHED_CONFIGS
 from .robust import ExtendedConfig, PassPlan, make_variant
 
 
@@ -109,6 +110,8 @@ def build_configs(names: Sequence[str], settings: Settings, trained: Optional[Pa
         # cached per configuration: every trained configuration shares it
         return get_reranker(settings.replace(reranker_model=str(trained), reranker_heads="", reranker_adapter="none"))
 
+    wrapped: dict[str, Any] = {}
+
     def make(name: str) -> Config:
         if name in FIRST_STAGE:
             return FirstStageConfig(name, settings)
@@ -129,6 +132,20 @@ def build_configs(names: Sequence[str], settings: Settings, trained: Optional[Pa
                 return ExtendedConfig(name, base, trained_ranker, orders=orders if orders > 1 else PERMUTATIONS_DEFAULT)
             refine = settings.rerank_refine
             return ExtendedConfig(name, base, trained_ranker, refine=refine if refine > 1 else REFINE_DEFAULT)
+        if name in CACHED_CONFIGS:
+            from .cached import CachedConfig
+
+            base, cascade = CACHED_CONFIGS[name]
+
+            def make_cached(base=base):  # one cached ranker per QR ranker, shared by its configurations
+                from ...rerank.cached import CachedQRRanker
+
+                if base not in wrapped:
+                    ranker = shipped() if base == "qr" else trained_ranker()
+                    wrapped[base] = CachedQRRanker(ranker, kv_dtype=settings.qr_cache_dtype)
+                return wrapped[base]
+
+            return CachedConfig(name, make_cached, cascade_top=settings.qr_cascade_top if cascade else 0)
         if name == "pointwise":
             config = RerankConfig("pointwise", lambda: rerankers.get("pointwise") or get_pointwise(settings, options))
             config.order_sensitive = False  # one (question, passage) pair at a time

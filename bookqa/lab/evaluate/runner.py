@@ -8,10 +8,16 @@ question whose row already holds every requested configuration (and its answer) 
 lacks some configurations gets only those run, on the candidates stored in the row, so configurations
 can be added to a finished run later (e.g. once a heads file exists). A row made with other chunks or
 another K is redone from scratch.
+
+A distributed run (``bookqa eval --ray``, lab/scale/ray_jobs.py) runs the same per-book loop in workers,
+each appending a book's rows to its own file under ``<out>/<dataset>-parts/``; the run that compacts the
+results file merges them (a run interrupted before that leaves them, and the next run, local or
+distributed, reads them as rows of the results file).
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import random
@@ -145,6 +151,21 @@ def read_id_list(paths: Sequence[Path | str], dataset: str) -> set[str]:
     return ids
 
 
+def part_path(parts_dir: Path, doc_id: str) -> Path:
+    """The rows file of one document in a distributed run: a safe name, unique per document id."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", doc_id)[:60]
+    return Path(parts_dir) / f"{safe}-{hashlib.sha1(doc_id.encode('utf-8')).hexdigest()[:8]}.jsonl"
+
+
+def read_parts(parts_dir: Path) -> dict[str, dict[str, Any]]:
+    """Rows of every per-document file a distributed run left (newer than the results file's)."""
+    rows: dict[str, dict[str, Any]] = {}
+    if Path(parts_dir).is_dir():
+        for path in sorted(Path(parts_dir).glob("*.jsonl")):
+            rows.update(read_rows(path))
+    return rows
+
+
 def read_rows(path: Path) -> dict[str, dict[str, Any]]:
     """Rows of a results file by question id (the last row of a question wins). A torn last line (a run
     killed mid-write) is ignored; any other bad line is an error."""
@@ -196,6 +217,9 @@ class Runner:
                               f"({', '.join(names)}); add it or pass --no-answers")
         self.answer_needs = closure(answer_config, self.configs) if answers else set()
         self.results_path = self.out_dir / f"{data.name}.jsonl"
+        self.append_path = self.results_path  # where rows are appended (a distributed worker: its book's file)
+        self.parts_dir = self.out_dir / f"{data.name}-parts"
+        self.keep_parts = False  # set by a distributed run that stopped while its workers may still write
         self.books_path = self.out_dir / f"{data.name}-books.json"
         self.run_path = self.out_dir / f"{data.name}-run.json"
         self.preparer = BookPreparer(settings, need_dense=self._needs_dense(),
@@ -243,7 +267,7 @@ class Runner:
         return self.answers and row.get("answer", {}).get("config") != self.answer_config
 
     def _append(self, row: dict[str, Any]) -> None:
-        with open(self.results_path, "a", encoding="utf-8") as fh:
+        with open(self.append_path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
@@ -263,6 +287,7 @@ class Runner:
 
     def _run(self) -> dict[str, dict[str, Any]]:
         existing = self.rows = read_rows(self.results_path)
+        existing.update(read_parts(self.parts_dir))
         if existing and not self.resume:
             raise ConfigError(f"{self.results_path} already holds {len(existing)} results; pass --resume to "
                               "continue that run, or choose another --out")
@@ -287,44 +312,66 @@ class Runner:
 
             bar = tqdm(total=len(self.selection.questions), initial=done_before, desc=f"eval {self.data.name}",
                        unit="q", file=sys.stderr, dynamic_ncols=True)
+
+        def advance(n: int, title: Optional[str] = None) -> None:
+            if bar is not None and n:
+                if title:
+                    bar.set_postfix_str(title[:30], refresh=False)
+                bar.update(n)
+
         try:
             by_doc: dict[str, list[Question]] = {}
             for q in pending:
                 by_doc.setdefault(q.doc_id, []).append(q)
-            if by_doc:
-                for c in self.configs:
-                    c.setup()
-            for doc in self.selection.documents:
-                qs = by_doc.get(doc.id)
-                if not qs:
-                    continue
-                prepared = self.preparer.prepare(doc)
-                books_info[doc.id] = prepared.info()
-                write_json(self.books_path, books_info)
-                self.warm_up(prepared.book)
-                chunks_fp = prepared.info()["chunks_fingerprint"]
-                for q in qs:
-                    old = existing.get(q.id)
-                    if old is not None and not self._todo(q, old, chunks_fp):
-                        if bar is not None:
-                            bar.update(1)
-                        continue
-                    if old is not None and (old.get("book", {}).get("chunks_fingerprint") != chunks_fp
-                                            or old.get("k") != self.k):
-                        old = None  # other chunks or another K: the stored candidates do not apply
-                    row = self.run_question(prepared, doc, q, old)
-                    existing[q.id] = row
-                    self._append(row)
-                    if bar is not None:
-                        bar.set_postfix_str(doc.title[:30], refresh=False)
-                        bar.update(1)
+            self.run_documents(by_doc, existing, books_info, advance)
         finally:
             if bar is not None:
                 bar.close()
             # Also after an interruption: the results file is compacted and the report shows what is done.
             self.compact(existing)
             self.write_report(existing, run_meta)
+            if not self.keep_parts:  # their rows are in the results file now
+                for path in sorted(self.parts_dir.glob("*.jsonl")) if self.parts_dir.is_dir() else []:
+                    path.unlink()
+                if self.parts_dir.is_dir() and not any(self.parts_dir.iterdir()):
+                    self.parts_dir.rmdir()
         return existing
+
+    def run_documents(self, by_doc: dict[str, list[Question]], existing: dict[str, dict[str, Any]],
+                      books_info: dict[str, Any], advance) -> None:
+        """Run the pending questions (``by_doc``: document id -> questions), book after book, in this
+        process; ``advance(n, title)`` moves the progress bar. A distributed run replaces this loop."""
+        if by_doc:
+            for c in self.configs:
+                c.setup()
+        for doc in self.selection.documents:
+            qs = by_doc.get(doc.id)
+            if not qs:
+                continue
+            prepared = self.preparer.prepare(doc)
+            books_info[doc.id] = prepared.info()
+            write_json(self.books_path, books_info)
+            self.run_questions(prepared, doc, qs, existing, lambda q: advance(1, doc.title))
+
+    def run_questions(self, prepared: PreparedBook, doc: Document, qs: Sequence[Question],
+                      existing: dict[str, dict[str, Any]], done) -> None:
+        """One book's questions: each row is appended as it is finished (``done(question)`` is called for
+        it, and for a question found complete); a question whose stored row holds part of the work gets
+        only what is missing."""
+        self.warm_up(prepared.book)
+        chunks_fp = prepared.info()["chunks_fingerprint"]
+        for q in qs:
+            old = existing.get(q.id)
+            if old is not None and not self._todo(q, old, chunks_fp):
+                done(q)
+                continue
+            if old is not None and (old.get("book", {}).get("chunks_fingerprint") != chunks_fp
+                                    or old.get("k") != self.k):
+                old = None  # other chunks or another K: the stored candidates do not apply
+            row = self.run_question(prepared, doc, q, old)
+            existing[q.id] = row
+            self._append(row)
+            done(q)
 
     def write_report(self, rows: dict[str, dict[str, Any]], meta: dict[str, Any]) -> tuple[Path, Path]:
         from .report import write_report

@@ -20,6 +20,7 @@ import torch
 
 from ...errors import InputError, ModelError
 from ...rerank.heads import HeadSet
+from ...rerank.blocks import BlockSequence, block_sequence
 from ...rerank.prompt import BuiltPrompt, PromptLayout, build_prompt
 from ...rerank.readout import capturing, check_supported, decoder_of
 
@@ -28,7 +29,7 @@ class QRScorer:
     """Candidate scores of one prompt as a differentiable (n_candidates,) float32 tensor."""
 
     def __init__(self, model, tokenizer, heads: HeadSet, layout: PromptLayout = PromptLayout(),
-                 checkpointing: bool = True, autocast_dtype: Optional[torch.dtype] = None):
+                 checkpointing: bool = True, autocast_dtype: Optional[torch.dtype] = None, attention: str = "full"):
         check_supported(model)
         self.model = model  # the decoder model itself (LoRA layers, if any, are injected in place)
         self.decoder = decoder_of(model)
@@ -37,6 +38,7 @@ class QRScorer:
         self.layout = layout
         self.checkpointing = checkpointing
         self.autocast_dtype = autocast_dtype  # bf16 mixed precision on CUDA; None = the weights' dtype
+        self.attention = attention  # full | block (the cached-chunk layout, rerank/blocks.py)
         self.by_layer = heads.by_layer()
         self.deepest = heads.deepest_layer
         n_layers = len(self.decoder.layers)
@@ -47,8 +49,13 @@ class QRScorer:
     def device(self) -> torch.device:
         return self.decoder.embed_tokens.weight.device
 
-    def prompt(self, question: str, candidates: Sequence[str], prefix: Optional[str] = None) -> BuiltPrompt:
-        prompt = build_prompt(self.tokenizer, question, candidates, prefix, self.layout)
+    def prompt(self, question: str, candidates: Sequence[str], prefix: Optional[str] = None):
+        """The full prompt (a BuiltPrompt), or with ``attention="block"`` the cached layout as one sequence (a
+        BlockSequence; a summary prefix has no place in it and is left out, as cached ranking leaves it out)."""
+        if self.attention == "block":
+            prompt = block_sequence(self.tokenizer, question, candidates, self.layout)
+        else:
+            prompt = build_prompt(self.tokenizer, question, candidates, prefix, self.layout)
         if self.max_positions and prompt.n_tokens > self.max_positions:
             raise InputError(f"the training prompt has {prompt.n_tokens} tokens, more than the model's "
                              f"{self.max_positions}; use fewer or shorter candidates")
@@ -73,12 +80,20 @@ class QRScorer:
         hidden = decoder.embed_tokens(ids)
         position_ids = torch.arange(t_len, device=device)[None]
         layer_types = list(getattr(config, "layer_types", None) or ["full_attention"] * len(decoder.layers))
-        with capturing(self.model, {}, rows):  # masks for the capture attention, as read_out builds them
-            mask_kwargs = dict(config=config, inputs_embeds=hidden, attention_mask=None, cache=None,
-                               position_ids=position_ids)
-            masks = {"full_attention": create_causal_mask(**mask_kwargs)}
+        if isinstance(prompt, BlockSequence):
+            # Every candidate at one position range, seeing the prefix and itself: the question rows still see
+            # every earlier key, as the capture's softmax assumes.
             if "sliding_attention" in layer_types[:self.deepest + 1]:
-                masks["sliding_attention"] = create_sliding_window_causal_mask(**mask_kwargs)
+                raise ModelError("block attention training does not support sliding-window layers")
+            masks = {"full_attention": prompt.attention_mask().to(device)}
+            position_ids = torch.tensor([prompt.position_ids], dtype=torch.long, device=device)
+        else:
+            with capturing(self.model, {}, rows):  # masks for the capture attention, as read_out builds them
+                mask_kwargs = dict(config=config, inputs_embeds=hidden, attention_mask=None, cache=None,
+                                   position_ids=position_ids)
+                masks = {"full_attention": create_causal_mask(**mask_kwargs)}
+                if "sliding_attention" in layer_types[:self.deepest + 1]:
+                    masks["sliding_attention"] = create_sliding_window_causal_mask(**mask_kwargs)
         position_embeddings = decoder.rotary_emb(hidden, position_ids)
 
         def run_layer(i: int, hidden: torch.Tensor):

@@ -58,6 +58,10 @@ DEFAULT_LR = {"full": 1e-5, "qr-layers": 1e-5, "lora": 1e-4}
 # primacy that untrained heads already have; "shuffled" permutes each training sample's candidates once
 # (seeded by sample id), so position carries no information. Validation keeps retriever order.
 ORDERS = ("retriever", "shuffled")
+# How candidates are laid out: the full prompt (every candidate reads those before it), or the block layout
+# of cached-chunk QR (bookqa/rerank/blocks.py: each candidate sees only the shared prefix and itself, all at
+# one position range), so the heads learn to rank as the cached pass scores.
+ATTENTIONS = ("full", "block")
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class TrainOptions:
     grad_clip: float = 1.0
     candidates: int = 20
     order: str = "retriever"  # ORDERS
+    attention: str = "full"  # ATTENTIONS
     max_tokens: int = 120
     checkpoint_every: int = 25
     val_frac: float = 0.1
@@ -99,6 +104,8 @@ class TrainOptions:
                 raise ConfigError(f"train {name} must be at least 1, got {getattr(self, name)}")
         if self.order not in ORDERS:
             raise ConfigError(f"train order must be one of {', '.join(ORDERS)}, got {self.order!r}")
+        if self.attention not in ATTENTIONS:
+            raise ConfigError(f"train attention must be one of {', '.join(ATTENTIONS)}, got {self.attention!r}")
         if self.candidates < 2:
             raise ConfigError("training needs at least 2 candidates per prompt")
         if not 0 <= self.val_frac < 1:
@@ -115,6 +122,8 @@ class TrainOptions:
         key = {k: v for k, v in self.to_json().items() if k not in ("steps", "checkpoint_every", "val_limit")}
         if key["order"] == "retriever":  # checkpoints from before the option existed stay resumable
             del key["order"]
+        if key["attention"] == "full":
+            del key["attention"]
         return key
 
 
@@ -281,7 +290,7 @@ def train(model: str, data: Sequence[str | Path], out: str | Path, *, heads: Opt
     # The prompt layout and question span exactly as QRRanker would use with these heads.
     layout = QRRanker(model=(net, tokenizer), heads=headset, settings=settings).layout
     scorer = QRScorer(net, tokenizer, headset, layout, checkpointing=options.grad_checkpointing,
-                      autocast_dtype=autocast)
+                      autocast_dtype=autocast, attention=options.attention)
     train_set, val_set, sample_info = load_examples(data, tokenizer, scorer, options)
     val_set = val_set[:options.val_limit]
     torch.manual_seed(options.seed)  # LoRA's initial adapters
@@ -396,6 +405,7 @@ def write_model(out: Path, model, tokenizer, headset, layout, report: dict[str, 
         detection = {"method": "bookqa train (group contrastive fine-tuning of the QR heads' layers)",
                      "prompt_layout": layout.to_json(), "question_span": layout.question_span,
                      "trained": {"scope": report["options"]["scope"], "steps": report["steps_done"],
+                                 "attention": report["options"].get("attention", "full"),
                                  "data": report["data"], "date": report["date"], "from": report["source"],
                                  "heads_from": headset.source},
                      "base_detection": {k: v for k, v in headset.detection.items() if k != "prompt_layout"}}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Cached-chunk QR (bookqa/rerank/cached.py) next to the stored full-prompt rows of the development runs:
+# the same questions, the same stored candidates (hybrid top-20), the same settings as run-rerank.sh, so
+# only the new configurations are computed (--resume keeps every stored row). Each book's chunk cache is
+# filled lazily in the evaluation library, as `bookqa ask` fills it. Resumable: stop and start at will.
+#   qr_cached / qr_cascade                  the plain shipped heads over cached chunks / + full prompt over the top 10
+#   qr_trained_cached / qr_trained_cascade  the same with the shipped adapter (the CPU default's ranker)
+set -euo pipefail
+
+main() {
+    . "$(dirname "$0")/data-dir.sh"
+    D=$(data_dir "$0" "${1:-}" "locomo/, musique/, narrativeqa/") || exit 2
+    cd "$(dirname "$0")/../.."
+    export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+    export BOOKQA_RERANK_PERMUTATIONS=1 BOOKQA_RERANK_REFINE=0 BOOKQA_RERANKER_ADAPTER=none BOOKQA_DTYPE=float32
+    export BOOKQA_QR_CACHE_DTYPE=${BOOKQA_QR_CACHE_DTYPE:-bfloat16} BOOKQA_QR_CASCADE_TOP=${BOOKQA_QR_CASCADE_TOP:-10}
+    BQ=".venv/bin/python -m bookqa"
+    T="--trained ${TRAINED:-qwen2.5-coder-0.5b-qr-lora}"
+    X="--exclude-ids docs/eval/qr-head-detection-ids.txt"
+    C=${CONFIGS:-qr,qr_trained,qr_trained_refine,qr_cached,qr_trained_cached,qr_cascade,qr_trained_cascade}
+    for ds in ${DATASETS:-locomo musique narrativeqa}; do
+        case $ds in
+            locomo) $BQ eval locomo --data $D/locomo/locomo10.json --books 2 --per-book 1000 --configs "$C" --k 20 $X $T \
+                        --out docs/eval/locomo --resume --no-answers ;;
+            musique) $BQ eval musique --data $D/musique/musique_ans_v1.0_migres_eval200.jsonl --sample 200 --configs "$C" \
+                        --k 20 $X $T --out docs/eval/musique --resume --no-answers ;;
+            narrativeqa) $BQ eval narrativeqa --data $D/narrativeqa/qaps_dev.jsonl --books 5 --per-book 1000 --configs "$C" \
+                        --k 20 $X $T --out docs/eval/narrativeqa --resume --no-answers ;;
+        esac
+    done
+}
+main "$@"
