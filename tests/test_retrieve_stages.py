@@ -167,7 +167,7 @@ def test_interrupted_dense_stage_resumes(tmp_path):
 
     with pytest.raises(Interrupt):
         Library(settings).ingest(path, progress=progress)
-    book_dir = next((tmp_path / "home" / "books").iterdir())
+    book_dir = next(d for d in (tmp_path / "home" / "books").iterdir() if not d.name.startswith("."))  # not .locks
     assert Book(book_dir).stage("dense")["status"] == "running"
     assert (book_dir / PARTIAL_META).exists() and not (book_dir / EMBEDDINGS_FILE).exists()
 
