@@ -10,6 +10,7 @@ p50/p95 latency, answered / 503 / other 4xx / 5xx / transport errors, and whethe
 5xx other than 503, every request answered or refused with 503.
 
     .venv/bin/python benchmarks/serve.py [--seconds 60] [--rerank-clients 8] [--ask-clients 2] [--ask-k 50]
+                                         [--queue N] [--url http://127.0.0.1:PORT [--book ID]]
 """
 from __future__ import annotations
 
@@ -227,6 +228,8 @@ def main() -> int:
     ap.add_argument("--grace", type=float, default=600.0, help="seconds in-flight requests get after the end")
     ap.add_argument("--ask-k", type=int, default=None, help="first-stage candidates per question (default: "
                                                             "the server's BOOKQA_TOP_K)")
+    ap.add_argument("--queue", type=int, default=None, help="the started server's queue bound (default: "
+                                                            "BOOKQA_SERVE_QUEUE, 16); lower it to see 503s")
     ap.add_argument("--url", help="a running bookqa serve on loopback (default: start one)")
     ap.add_argument("--book", help="with --url: the book id the ask clients use (default: upload the sample)")
     args = ap.parse_args()
@@ -240,7 +243,8 @@ def main() -> int:
         url = args.url.rstrip("/")
     else:
         t0 = time.perf_counter()
-        proc, url = start_server(workdir / "home", workdir / "serve.log", {})
+        extra = {"BOOKQA_SERVE_QUEUE": str(args.queue)} if args.queue else {}
+        proc, url = start_server(workdir / "home", workdir / "serve.log", extra)
         print(f"bookqa serve up and reranker loaded in {time.perf_counter() - t0:.1f} s ({url}; log {workdir / 'serve.log'})")
     try:
         health = httpx.get(f"{url}/healthz", timeout=5).json()

@@ -256,6 +256,10 @@ def test_ray_flags_are_documented_and_checked(tmp_path, capsys):
     assert "--ray-cpus must be positive" in capsys.readouterr().err
     assert main(["-q", "--home", str(tmp_path), "ingest", str(FIXTURES / "ingest"), "--ray", "--title", "x"]) == 2
     assert "--title names one book" in capsys.readouterr().err
+    # nothing listens there: a one-line error at once (Ray alone would retry for minutes)
+    assert main(["-q", "--home", str(tmp_path), "ingest", str(book), "--ray", f"127.0.0.1:{free_port()}"]) == 2
+    assert "no Ray cluster answers at 127.0.0.1:" in capsys.readouterr().err
+    assert not (tmp_path / "books").exists()
 
 
 def test_rows_left_by_an_interrupted_distributed_run_are_resumed_locally(settings, tmp_path):

@@ -242,6 +242,26 @@ def test_a_bad_upload_fails_its_job_with_the_reason(client):
     assert client.get("/v1/jobs/no-such-job").status_code == 404
 
 
+def test_a_damaged_book_is_listed_apart_refused_with_its_repair_and_can_be_deleted(api, client, tmp_path):
+    from bookqa.library import Library
+
+    _, _, settings, _ = api
+    source = tmp_path / "brook.txt"
+    source.write_text("Felix Marsh rowed the ferry. " * 40)
+    book = Library(settings).ingest(source, title="Brook Ferry").book
+    chunks = book.dir / "chunks.jsonl"
+    chunks.write_bytes(chunks.read_bytes()[:-10])  # truncated: its recorded size no longer matches
+    listing = client.get("/v1/books").json()
+    assert book.id not in {b["id"] for b in listing["books"]}
+    (damaged,) = [b for b in listing["broken"] if b["id"] == book.id]
+    assert damaged["repair"] == "bookqa ingest brook.txt"
+    asked = client.post(f"/v1/books/{book.id}/ask", json={"question": "Who rowed?"})
+    assert asked.status_code == 409 and asked.json()["type"] == "broken_book"
+    assert "repair it with: bookqa ingest brook.txt" in asked.json()["message"]
+    assert client.delete(f"/v1/books/{book.id}").json() == {"deleted": book.id}
+    assert book.id not in {b["id"] for b in client.get("/v1/books").json()["broken"]}
+
+
 def test_unknown_books_are_404(client):
     for method, path in (("GET", "/v1/books/nope/chunks/0"), ("DELETE", "/v1/books/nope"),
                          ("POST", "/v1/books/nope/ask"), ("GET", "/v1/books/..%2F..%2Fetc/chunks/0")):

@@ -183,7 +183,7 @@ def test_ask_button_is_locked_for_the_question_and_unlocked_after(app):
     assert demo.fns[ask.trigger_after] is lock and not ask.trigger_only_on_success
     assert demo.fns[unlock.trigger_after] is ask and not unlock.trigger_only_on_success
     # a queued question shows Gradio's queue status (position, wait) on the answer pane
-    assert ask.show_progress == "minimal" and [o.elem_id for o in ask.show_progress_on] == ["answer"]
+    assert ask.show_progress == "full" and [o.elem_id for o in ask.show_progress_on] == ["answer"]
     assert lock.fn().interactive is False and unlock.fn().interactive is True
 
 

@@ -209,12 +209,22 @@ def ingested(server, browser):
         context.close()
 
 
-def _first_showing(pages, selector: str, pattern: str, timeout_s: float):
-    """The first of ``pages`` whose ``selector`` text matches ``pattern`` within ``timeout_s`` (or None)."""
+# Gradio's queue status on the answer pane ("queue: 2/2 | 3.1/40.0s"), drawn on screen: present with a
+# size, and what the page shows at its own position (not covered, not clipped away).
+_QUEUE_SHOWN = """() => {
+    const t = document.querySelector('#answer .progress-text');
+    if (!t || !/queue: \\d+\\/\\d+/.test(t.innerText)) return false;
+    const r = t.getBoundingClientRect();
+    return r.width > 0 && t.contains(document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2));
+}"""
+
+
+def _first_showing(pages, script: str, timeout_s: float):
+    """The first of ``pages`` where ``script`` is true within ``timeout_s`` (or None)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for page in pages:
-            if re.search(pattern, page.locator(selector).inner_text()):
+            if page.evaluate(script):
                 return page
         time.sleep(0.2)
     return None
@@ -326,7 +336,7 @@ def test_three_users_ask_at_once(server, browser, ingested):
             _ask(page, q)
         for _, page in pages:
             sync_api.expect(page.locator("#ask-button")).to_be_disabled(timeout=10_000)
-        queued = _first_showing([page for _, page in pages], "#answer", r"queue: \d+/\d+", timeout_s=60)
+        queued = _first_showing([page for _, page in pages], _QUEUE_SHOWN, timeout_s=60)
         assert queued is not None, "no page showed its place in the queue"
         _shot(queued, "07-queued")
         assert queued.locator("#ask-button").is_disabled()

@@ -363,11 +363,11 @@ def build_app(settings: Optional[Settings] = None) -> gr.Blocks:
         ask_outputs = [answer, reader, result_state]
         # Ask is disabled from the click until the answer (or its error) is shown. While the question waits
         # for a free answering slot, Gradio's queue status (position, seconds waited / expected) shows on
-        # the answer pane.
+        # the answer pane ("full": the "minimal" status is not drawn over an answer pane still empty).
         asking = gr.on([ask_btn.click, question.submit], lock_ask, outputs=[ask_btn], queue=False,
                        api_visibility="private")
         asking.then(on_ask, inputs=ask_inputs, outputs=ask_outputs, concurrency_id="ask",
-                    concurrency_limit=base.ui_ask_concurrency, show_progress="minimal", show_progress_on=[answer],
+                    concurrency_limit=base.ui_ask_concurrency, show_progress="full", show_progress_on=[answer],
                     api_visibility="private"
                     ).then(unlock_ask, outputs=[ask_btn], queue=False, api_visibility="private")
         answer.cite(on_cite, inputs=[result_state], outputs=[reader], concurrency_id="view",

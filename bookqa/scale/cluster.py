@@ -9,6 +9,8 @@ to files as it goes (rows per question, stage files per book).
 from __future__ import annotations
 
 import os
+import re
+import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional
@@ -56,6 +58,7 @@ def connected(options: RayOptions) -> Iterator[Any]:
     if ray.is_initialized():
         yield ray
         return
+    _check_reachable(options.address)
     env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_PREFIXES)}
     env.update(WORKER_ENV)
     try:
@@ -69,6 +72,19 @@ def connected(options: RayOptions) -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: Optional[str], timeout_s: float = 10.0) -> None:
+    """Refuse a HOST:PORT where nothing listens at once: Ray itself retries an unreachable head for many
+    minutes before it gives up."""
+    match = re.fullmatch(r"\[?([^\[\]/]+?)\]?:(\d+)", address or "")
+    if not match:
+        return  # "auto", "local", a ray:// client address: Ray's own checks
+    try:
+        socket.create_connection((match.group(1), int(match.group(2))), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError(f"no Ray cluster answers at {address} ({exc.strerror or exc}); start one with "
+                          "`ray start --head` (docs/scale-out.md)") from None
 
 
 def worker_count(ray, options: RayOptions, units: int) -> int:

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
 
+from ..errors import InputError, NotFoundError
 from ..pipeline import AskResult, ask
 from ..store import slugify
 from .failures import classify
@@ -34,11 +35,13 @@ KEEPALIVE_S = 5.0  # an SSE comment after this long without an event: proxies ke
 KINDS = ("novel", "transcript")
 
 
-@router.get("/v1/books", response_model=BookList, summary="List the books")
+@router.get("/v1/books", response_model=BookList, summary="List the books (and any damaged ones)")
 async def list_books(request: Request) -> dict[str, Any]:
     state = request.app.state.bookqa
-    books = await run_in_threadpool(state.library().books)
-    return {"books": [book_info(b) for b in books]}
+    library = state.library()
+    books, broken = await run_in_threadpool(lambda: (library.books(), library.broken()))
+    return {"books": [book_info(b) for b in books],
+            "broken": [{"id": b.id, "title": b.title, "reason": b.reason, "repair": b.repair} for b in broken]}
 
 
 @router.post("/v1/books", status_code=202, response_model=JobAccepted,
@@ -48,8 +51,6 @@ async def upload_book(request: Request, file: UploadFile = File(...), title: Opt
     state = request.app.state.bookqa
     kind = None if kind in (None, "", "auto") else kind
     if kind is not None and kind not in KINDS:
-        from ..errors import InputError
-
         raise InputError(f"kind must be novel, transcript or auto, not {kind!r}")
     job_id, directory = state.jobs.new_upload_dir()
     path = directory / _safe_name(file.filename)
@@ -83,8 +84,6 @@ def _copy(upload: UploadFile, path: Path) -> None:
 async def get_job(request: Request, job_id: str) -> dict[str, Any]:
     job = request.app.state.bookqa.jobs.get(job_id)
     if job is None:
-        from ..errors import NotFoundError
-
         raise NotFoundError(f"no job with id {job_id!r} (jobs are kept while the server runs)")
     return job.to_json()
 
@@ -92,8 +91,8 @@ async def get_job(request: Request, job_id: str) -> dict[str, Any]:
 @router.delete("/v1/books/{book_id}", summary="Delete a book and all its files")
 async def delete_book(request: Request, book_id: str) -> dict[str, str]:
     state = request.app.state.bookqa
-    book = state.book(book_id)
-    await run_in_threadpool(shutil.rmtree, book.dir)
+    state.book_dir(book_id)  # 404 for an unknown id (a damaged book can be deleted)
+    await run_in_threadpool(state.library().remove, book_id)
     state.forget_book(book_id)
     log.info("deleted book %s", book_id)
     return {"deleted": book_id}

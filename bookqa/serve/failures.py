@@ -9,8 +9,8 @@ from typing import Any, Optional
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
-from ..errors import (AmbiguousNameError, BookQAError, ConfigError, GeneratorError, InputError, ModelError,
-                      NotFoundError)
+from ..errors import (AmbiguousNameError, BookQAError, BrokenBookError, ConfigError, GeneratorError, InputError,
+                      ModelError, NotFoundError, StorageError)
 from .middleware import request_id
 from .rerank import InputTooLarge
 from .worker import QueueFull
@@ -27,7 +27,8 @@ class Failure:
 
 # bookqa error classes, most specific first
 _STATUS = ((InputTooLarge, 413, "input_too_large"), (NotFoundError, 404, "not_found"),
-           (AmbiguousNameError, 409, "ambiguous"), (InputError, 422, "invalid_input"),
+           (AmbiguousNameError, 409, "ambiguous"), (BrokenBookError, 409, "broken_book"),
+           (StorageError, 409, "storage"), (InputError, 422, "invalid_input"),
            (ConfigError, 422, "invalid_setting"), (GeneratorError, 502, "generator_unavailable"),
            (ModelError, 503, "model_unavailable"), (BookQAError, 400, "bad_request"))
 

@@ -85,8 +85,16 @@ class BookInfo(BaseModel):
     stages: dict[str, str]
 
 
+class BrokenBookInfo(BaseModel):
+    id: str
+    title: str
+    reason: str = Field(description="what is wrong with its files")
+    repair: str = Field(description="the command that repairs it")
+
+
 class BookList(BaseModel):
     books: list[BookInfo]
+    broken: list[BrokenBookInfo] = Field(default_factory=list, description="damaged books: asking them is a 409")
 
 
 class JobInfo(BaseModel):

@@ -6,7 +6,7 @@ import threading
 import time
 from typing import Any
 
-from ..errors import NotFoundError
+from ..errors import BrokenBookError, NotFoundError
 from ..library import Library
 from ..pipeline import get_reranker
 from ..settings import Settings
@@ -46,16 +46,25 @@ class ServeState:
     def library(self) -> Library:
         return Library(self.settings)
 
+    def book_dir(self, book_id: str):
+        """The directory of the stored book with exactly this id (the API names books by id, never by a
+        guess at a title); NotFoundError when there is none."""
+        directory = self.settings.books_dir / book_id
+        if not _is_plain_id(book_id) or not (directory / MANIFEST).exists():
+            raise NotFoundError(f"no book with id {book_id!r} (GET /v1/books lists them)")
+        return directory
+
     def book(self, book_id: str) -> Book:
-        """The stored book with exactly this id (the API names books by id, never by a title guess)."""
+        """The usable stored book with exactly this id; BrokenBookError (with its repair) for a damaged one."""
         with self._lock:
             cached = self._books.get(book_id)
             if cached is not None and (cached.dir / MANIFEST).is_file():
                 return cached
-        directory = self.settings.books_dir / book_id
-        if not _is_plain_id(book_id) or not (directory / MANIFEST).is_file():
-            raise NotFoundError(f"no book with id {book_id!r} (GET /v1/books lists them)")
-        book = Book(directory)
+        book = Book(self.book_dir(book_id))
+        problems = book.problems()
+        if problems:
+            broken = book.broken(problems[0])
+            raise BrokenBookError(broken.message, broken)
         with self._lock:
             self._books[book_id] = book
         return book
