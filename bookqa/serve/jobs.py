@@ -91,6 +91,11 @@ class _ReportingStage:
         self._report(self.name, 0, None)
         return self._stage.run(book, settings, self._report)
 
+    def outputs(self, book):
+        # the files the wrapped stage writes, so the library records their checksums as for any ingest
+        outputs = getattr(self._stage, "outputs", None)
+        return outputs(book) if outputs is not None else []
+
 
 @dataclass
 class IngestJob:
