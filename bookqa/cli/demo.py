@@ -14,6 +14,15 @@ SAMPLE_TITLE = "The Adventure of the Dying Detective"
 SAMPLE_QUESTION = "What was the signal for Inspector Morton to enter the room?"
 
 
+def ingest_sample(settings: Settings, quiet: bool):
+    """The bundled sample story in the library (ingested once), with a progress bar: the IngestReport."""
+    progress = TqdmProgress(quiet=quiet)
+    try:
+        return Library(settings).ingest(SAMPLE, title=SAMPLE_TITLE, progress=progress)
+    finally:
+        progress.close()
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="ingest the bundled sample story and answer a question about it")
     p.add_argument("--question", default=SAMPLE_QUESTION, help=f"default: {SAMPLE_QUESTION!r}")
@@ -30,11 +39,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
         settings = settings.replace(ui_port=args.ui_port)
         check_port(settings.ui_host, settings.ui_port)
-    progress = TqdmProgress(quiet=args.quiet)
-    try:
-        report = Library(settings).ingest(SAMPLE, title=SAMPLE_TITLE, progress=progress)
-    finally:
-        progress.close()
+    report = ingest_sample(settings, args.quiet)
     book = report.book
     chunks = book.chunks
     print(f"Book {book.id!r}: \"{book.title}\" — {len(chunks)} chunks, "

@@ -7,16 +7,14 @@ variable a setting names, so the token is on no command line and in no manifest)
 from __future__ import annotations
 
 import argparse
-import errno
 import logging
 import os
 import socket
 import sys
 
 from ..errors import ConfigError
-from ..library import Library
-from ..progress import TqdmProgress
 from ..settings import Settings
+from .ports import bind_port
 from .ui import is_loopback
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
@@ -42,22 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
-    """The bound socket the server will accept on (ConfigError when the address or port cannot be had),
-    taken before any model loads so a busy port is a one-line error at once."""
-    address = host.strip("[]")
-    try:
-        family, kind, proto, _, sockaddr = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM,
-                                                              flags=socket.AI_PASSIVE)[0]
-    except socket.gaierror as exc:
-        raise ConfigError(f"cannot listen on {host}: {exc.strerror}; choose another --host") from None
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(sockaddr)
-    except OSError as exc:
-        sock.close()
-        why = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
-        raise ConfigError(f"port {port} on {host} {why}; choose another with --port N or BOOKQA_SERVE_PORT=N") from None
+    """The bound socket the server will accept on, taken before any model loads (ports.bind_port)."""
+    sock = bind_port(host, port, variable="BOOKQA_SERVE_PORT", busy="")
     sock.set_inheritable(True)
     return sock
 
@@ -75,13 +59,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     sock = listening_socket(settings.serve_host, settings.serve_port)
     try:
         if args.sample:
-            from .demo import SAMPLE, SAMPLE_TITLE
+            from .demo import ingest_sample
 
-            progress = TqdmProgress(quiet=args.quiet)
-            try:
-                report = Library(settings).ingest(SAMPLE, title=SAMPLE_TITLE, progress=progress)
-            finally:
-                progress.close()
+            report = ingest_sample(settings, args.quiet)
             print(f"sample ready: {report.book.id} ({report.book.title})", flush=True)
         _configure_logging()
         import uvicorn

@@ -5,16 +5,12 @@ The ``ui`` package depends on bookqa, not the reverse: it is imported inside the
 from __future__ import annotations
 
 import argparse
-import errno
 import ipaddress
 import os
-import socket
 import sys
 from typing import Optional
 
 from ..errors import ConfigError
-from ..library import Library
-from ..progress import TqdmProgress
 from ..settings import Settings
 from .ports import check_port  # noqa: F401  (also bookqa.cli.ui.check_port)
 
@@ -68,13 +64,9 @@ def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
               file=sys.stderr)
     check_port(settings.ui_host, settings.ui_port)
     if args.sample:
-        from .demo import SAMPLE, SAMPLE_TITLE
+        from .demo import ingest_sample
 
-        progress = TqdmProgress(quiet=args.quiet)
-        try:
-            report = Library(settings).ingest(SAMPLE, title=SAMPLE_TITLE, progress=progress)
-        finally:
-            progress.close()
+        report = ingest_sample(settings, args.quiet)
         print(f"sample ready: {report.book.id} ({report.book.title})")
     from ui.app import launch  # noqa: PLC0415 - ui depends on bookqa; this is the only link back
 
