@@ -177,14 +177,16 @@ def test_ask_button_is_locked_for_the_question_and_unlocked_after(app):
     demo, fns, _ = app
     ask, lock, unlock = fns["on_ask"], fns["lock_ask"], fns["unlock_ask"]
     button = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "ask-button")
-    assert [o._id for o in lock.outputs] == [button._id] == [o._id for o in unlock.outputs]
+    box = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "question")
+    # the question box is locked too, so Enter cannot queue a second question behind the first
+    assert [o._id for o in lock.outputs] == [button._id, box._id] == [o._id for o in unlock.outputs]
     assert {t[1] for t in lock.targets} == {"click", "submit"} and not lock.queue  # at once, not queued
     # the answer runs after the lock and the unlock after the answer, whether it succeeded or not
     assert demo.fns[ask.trigger_after] is lock and not ask.trigger_only_on_success
     assert demo.fns[unlock.trigger_after] is ask and not unlock.trigger_only_on_success
     # a queued question shows Gradio's queue status (position, wait) on the answer pane
     assert ask.show_progress == "full" and [o.elem_id for o in ask.show_progress_on] == ["answer"]
-    assert lock.fn().interactive is False and unlock.fn().interactive is True
+    assert all(c.interactive is False for c in lock.fn()) and all(c.interactive is True for c in unlock.fn())
 
 
 def test_delete_asks_first_and_deletes_the_book_it_asked_about(app, tmp_path):
@@ -243,3 +245,52 @@ def gr_skip():
     import gradio as gr
 
     return gr.skip()
+
+
+def test_a_damaged_book_is_listed_deletable_and_explained_while_others_work(app, tmp_path):
+    """A truncated chunks file marks only that book damaged: the table says why and how to repair it, the
+    Delete list offers it (with the confirmation), asking about it says the same, the other book stays."""
+    from bookqa.library import Library
+    from bookqa.stages import ChunkStage
+
+    _, fns, settings = app
+    library = Library(settings)
+    made = []
+    try:
+        for name, text in (("gull", "Marta kept the light on Gull Rock. Her cat was called Pepper.\n"),
+                           ("fern", "Old Tom kept bees by the fern hollow. He sold honey at the fair.\n")):
+            path = tmp_path / f"{name}.txt"
+            path.write_text(text, encoding="utf-8")
+            made.append(library.ingest(path, title=name.title(), stages=[ChunkStage()]).book)
+        gull, fern = made
+        chunks = gull.dir / "chunks.jsonl"
+        chunks.write_bytes(chunks.read_bytes()[:10])
+        table, ask_list, _, delete_list = fns["on_refresh"].fn(None, None, None)
+        assert "bq-damaged" in table and gull.id in table and "truncated" in table
+        assert "add the same file again to repair it" in table and "bookqa ingest" in table
+        assert [c[1] for c in ask_list.choices] == [fern.id]  # only the usable book can be asked about
+        assert {c[1] for c in delete_list.choices} == {gull.id, fern.id}
+        answer, reader, result = _last(fns["on_ask"].fn(gull.id, "Who kept the light?", *SETTINGS_ARGS, True, True))
+        assert "is damaged" in answer and "add the same file again" in answer and result is None
+        status, row, question, pending = fns["on_delete_request"].fn(gull.id)
+        assert row.visible is True and pending == gull.id and "Gull" in question
+        out = fns["on_delete"].fn(pending, None, None)
+        assert "Deleted" in out[0] and not gull.dir.exists() and fern.dir.is_dir()
+    finally:
+        for b in made:
+            if b.dir.exists():
+                library.remove(b.id)
+
+
+def test_an_unreadable_library_is_one_message_not_an_error_badge(app, monkeypatch):
+    from bookqa.errors import StorageError
+    from bookqa.library import Library
+
+    _, fns, _ = app
+
+    def unreadable(self):
+        raise StorageError("cannot read the library at /x/books (Permission denied)")
+
+    monkeypatch.setattr(Library, "_dirs", unreadable)
+    table, ask_list, sum_list, delete_list = fns["on_load"].fn()
+    assert "cannot read the library" in table and ask_list.choices == [] == delete_list.choices

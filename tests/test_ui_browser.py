@@ -336,6 +336,8 @@ def test_three_users_ask_at_once(server, browser, ingested):
             _ask(page, q)
         for _, page in pages:
             sync_api.expect(page.locator("#ask-button")).to_be_disabled(timeout=10_000)
+            # the question box too: Enter cannot queue a second question behind the first
+            sync_api.expect(page.locator("#question textarea")).to_be_disabled(timeout=10_000)
         queued = _first_showing([page for _, page in pages], _QUEUE_SHOWN, timeout_s=60)
         assert queued is not None, "no page showed its place in the queue"
         _shot(queued, "07-queued")
@@ -346,6 +348,7 @@ def test_three_users_ask_at_once(server, browser, ingested):
             assert page.locator("#answer .bq-error").count() == 0, page.locator("#answer").inner_text()
             assert page.locator("#answer .bq-answer-text").inner_text().strip()
             sync_api.expect(page.locator("#ask-button")).to_be_enabled(timeout=30_000)
+            sync_api.expect(page.locator("#question textarea")).to_be_enabled(timeout=30_000)
     finally:
         for context, _ in pages:
             context.close()

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import gradio as gr
 
-from bookqa.errors import BookQAError, ConfigError, InputError
+from bookqa.errors import BookQAError, BrokenBookError, ConfigError, InputError
 from bookqa.library import Library
 from bookqa.settings import Settings
 from bookqa.store import MANIFEST, Book
@@ -41,6 +41,8 @@ def is_ready(book: Book) -> bool:
 
 
 def book_rows(library: Library) -> list[dict[str, Any]]:
+    """Every book, damaged ones included (marked ``damaged`` with the reason and the repair), so a damaged
+    book is seen and can be deleted or repaired while the others keep working."""
     rows = []
     for b in library.books():
         try:
@@ -52,7 +54,16 @@ def book_rows(library: Library) -> list[dict[str, Any]]:
                      "chunks": stages.get("chunks", {}).get("chunks", "?"),
                      "size": _size(b.dir / "text.txt"),
                      "status": views.stage_summary(m), "ready": is_ready(b)})
-    return rows
+    for d in library.broken():
+        rows.append({"id": d.id, "title": d.title, "kind": "", "chunks": "?", "size": _size(d.dir / "text.txt"),
+                     "status": d.reason, "ready": False, "damaged": True, "repair": repair_hint(d)})
+    return sorted(rows, key=lambda r: r["title"].lower())
+
+
+def repair_hint(broken) -> str:
+    """How a web user repairs a damaged book: adding the same file again rebuilds only what is damaged
+    (the command is the server's; the upload is the user's way to the same repair)."""
+    return f"add the same file again to repair it (on the server: {broken.repair})"
 
 
 def _human(n: int) -> str:
@@ -119,7 +130,11 @@ def build_app(settings: Optional[Settings] = None) -> gr.Blocks:
 
     def lists(prefer: Optional[str] = None, ask_current: Optional[str] = None,
               sum_current: Optional[str] = None, del_current: Optional[str] = None):
-        rows = book_rows(library)
+        try:
+            rows = book_rows(library)
+        except BookQAError as exc:  # the home itself cannot be read: say so, keep the page usable
+            return (views.message("error", str(exc)), gr.Dropdown(choices=[], value=None),
+                    gr.Dropdown(choices=[], value=None), gr.Dropdown(choices=[], value=None))
         ready = book_choices(rows, ready_only=True)
         every = book_choices(rows, ready_only=False)
         return (views.library_table(rows),
@@ -172,6 +187,8 @@ def build_app(settings: Optional[Settings] = None) -> gr.Blocks:
         try:
             book = library.resolve(book_id)
             chunks = (book.manifest.get("stages") or {}).get("chunks", {}).get("chunks", "?")
+        except BrokenBookError as exc:  # a damaged book can always be deleted
+            book, chunks = exc.broken, "?"
         except Exception as exc:  # noqa: BLE001
             return (views.message("error", f"Could not delete: {_error_text(exc)}"), *no_question)
         return "", gr.Row(visible=True), views.delete_question(book.id, book.title, chunks), book.id
@@ -221,6 +238,11 @@ def build_app(settings: Optional[Settings] = None) -> gr.Blocks:
                 else:
                     result = update.result.to_json()
                     yield views.answer_view(result), _first_citation(book, result), result
+        except BrokenBookError as exc:
+            d = exc.broken
+            text = (f"“{d.title}” ({d.id}) is damaged: {d.reason}; {repair_hint(d)}" if d is not None
+                    else str(exc))
+            yield views.message("error", text), views.READER_EMPTY, None
         except Exception as exc:  # noqa: BLE001
             yield views.message("error", _error_text(exc)), views.READER_EMPTY, None
 
@@ -364,12 +386,13 @@ def build_app(settings: Optional[Settings] = None) -> gr.Blocks:
         # Ask is disabled from the click until the answer (or its error) is shown. While the question waits
         # for a free answering slot, Gradio's queue status (position, seconds waited / expected) shows on
         # the answer pane ("full": the "minimal" status is not drawn over an answer pane still empty).
-        asking = gr.on([ask_btn.click, question.submit], lock_ask, outputs=[ask_btn], queue=False,
+        # Enter in the question box is locked with the button: a second question cannot queue behind the first.
+        asking = gr.on([ask_btn.click, question.submit], lock_ask, outputs=[ask_btn, question], queue=False,
                        api_visibility="private")
         asking.then(on_ask, inputs=ask_inputs, outputs=ask_outputs, concurrency_id="ask",
                     concurrency_limit=base.ui_ask_concurrency, show_progress="full", show_progress_on=[answer],
                     api_visibility="private"
-                    ).then(unlock_ask, outputs=[ask_btn], queue=False, api_visibility="private")
+                    ).then(unlock_ask, outputs=[ask_btn, question], queue=False, api_visibility="private")
         answer.cite(on_cite, inputs=[result_state], outputs=[reader], concurrency_id="view",
                     show_progress="hidden", api_visibility="private")
         sum_book.change(on_summary_book, inputs=[sum_book], outputs=[tree_html, node_html], concurrency_id="view",
@@ -379,12 +402,12 @@ def build_app(settings: Optional[Settings] = None) -> gr.Blocks:
     return demo
 
 
-def lock_ask() -> gr.Button:
-    return gr.Button(interactive=False)
+def lock_ask() -> tuple[gr.Button, gr.Textbox]:
+    return gr.Button(interactive=False), gr.Textbox(interactive=False)
 
 
-def unlock_ask() -> gr.Button:
-    return gr.Button(interactive=True)
+def unlock_ask() -> tuple[gr.Button, gr.Textbox]:
+    return gr.Button(interactive=True), gr.Textbox(interactive=True)
 
 
 def _first_citation(book: Book, result: dict[str, Any]) -> str:

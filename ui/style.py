@@ -13,6 +13,7 @@ CSS = """
 .bq-num { text-align: right; font-variant-numeric: tabular-nums; }
 .bq-ready { color: #1d5e35; font-weight: 600; }
 .bq-not-ready { color: #8a5a00; font-weight: 600; }
+.bq-damaged { color: #a11d1d; font-weight: 600; }
 .bq-progress progress { width: 220px; }
 .bq-answer-text { white-space: pre-wrap; font-size: 1.08em; line-height: 1.6; padding: 6px 0; }
 .bq-caret { animation: bq-blink 1s steps(1) infinite; color: #6b7280; }

@@ -61,12 +61,20 @@ def stage_summary(manifest: dict[str, Any]) -> str:
 
 
 def library_table(rows: Sequence[dict[str, Any]]) -> str:
-    """The book list. ``rows``: dicts with id, title, kind, chunks, size, status, ready."""
+    """The book list. ``rows``: dicts with id, title, kind, chunks, size, status, ready (and for a damaged
+    book damaged=True, the reason as status, and repair)."""
     if not rows:
         return message("info", "The library is empty: upload a .txt or transcript above.")
     body = []
     for r in rows:
-        ready = "ready" if r.get("ready") else "not ready"
+        ready = "damaged" if r.get("damaged") else "ready" if r.get("ready") else "not ready"
+        if r.get("damaged"):
+            body.append(
+                f'<tr data-book="{esc(r["id"])}" class="bq-damaged-row"><td class="bq-title">{esc(r["title"])}</td>'
+                f'<td><code>{esc(r["id"])}</code></td><td></td><td class="bq-num">?</td>'
+                f'<td class="bq-num">{esc(r.get("size", "?"))}</td><td><span class="bq-damaged">damaged</span> — '
+                f'{esc(r.get("status", ""))}; {esc(r.get("repair", ""))}</td></tr>')
+            continue
         body.append(
             f'<tr data-book="{esc(r["id"])}"><td class="bq-title">{esc(r["title"])}</td>'
             f'<td><code>{esc(r["id"])}</code></td><td>{esc(r.get("kind", ""))}</td>'
