@@ -72,42 +72,85 @@ def evidence_in_document_order(ranked: Sequence[Evidence]) -> list[Evidence]:
     return [Evidence(number=i, chunk=e.chunk, score=e.score, rank=e.rank) for i, e in enumerate(ordered, 1)]
 
 
-# One worked example: small local models (0.5B) answer in prose far more often after seeing one, and
-# occasionally copy its citation style. Whatever they write, citations are checked afterwards and
-# uncited sentences are attributed to their best-supporting passage (``attribute_uncited``).
-_SYSTEM_EN = ("You answer questions about a book using only the numbered passages you are given. Write a short "
-              "answer of one to three sentences. End every sentence with the number of the passage that "
-              "supports it, in square brackets. If the passages do not say, answer \"The passages do not say.\"")
-_SHOT_EN = ("Passages from \"Example\":\n\n[1] (chunk 4)\nThe mayor locked the ledger in the iron safe and kept "
-            "the key on his watch chain.\n\n[2] (chunk 9)\nAt dawn the clerk, Tom Reed, opened the safe with a "
-            "copied key and took the ledger to the newspaper.\n\nQuestion: Who took the ledger to the newspaper?",
-            "Tom Reed, the clerk, took the ledger to the newspaper [2]. He had opened the safe with a copied key [2].")
-_SYSTEM_ZH = ("你根据给出的编号段落回答关于一本书的问题，只能使用这些段落。用一到三句话简洁回答，每句话末尾用方括号标注"
-              "所依据的段落编号。如果段落中没有答案，请回答“段落中没有提到。”请用中文回答。")
-_SHOT_ZH = ("《示例》中的段落：\n\n[1]（第4块）\n镇长把账本锁进铁柜，钥匙挂在怀表链上。\n\n[2]（第9块）\n天亮时，"
-            "文书李明用配好的钥匙打开铁柜，把账本送到了报社。\n\n问题：谁把账本送到了报社？",
-            "文书李明把账本送到了报社[2]。他是用配好的钥匙打开铁柜的[2]。")
+# Answer styles. "prose" writes one to three cited sentences for a reader; "short" writes the answer
+# phrase alone, as the evaluation references are written (a name, a date, a few words), still cited.
+# Each has one worked example: small local models (0.5B) follow the requested form far more often after
+# seeing one, and occasionally copy its citation style. Whatever they write, citations are checked
+# afterwards and uncited sentences are attributed to their best-supporting passage (``attribute_uncited``).
+ANSWER_STYLES = ("prose", "short")
+SHORT_MAX_TOKENS = 48  # a short answer is a phrase; more tokens only let a small model ramble on
+REFUSALS = {"prose": {"en": "The passages do not say.", "zh": "段落中没有提到。"},
+            "short": {"en": "Not mentioned in the passages.", "zh": "段落中没有提到。"}}
+_REFUSAL = re.compile(r"(passages?|text|context)\s+(do|does)\s+not\s+(say|mention|state)|not\s+mentioned|"
+                      r"no\s+information\s+(is\s+)?available|段落中没有提到|没有提到", re.I)
+
+_SYSTEM = {
+    ("prose", "en"): ("You answer questions about a book using only the numbered passages you are given. Write a "
+                      "short answer of one to three sentences. End every sentence with the number of the passage "
+                      "that supports it, in square brackets. If the passages do not say, answer "
+                      f"\"{REFUSALS['prose']['en']}\""),
+    ("short", "en"): ("You answer questions about a book using only the numbered passages you are given. Reply "
+                      "with the answer alone: a short phrase of one to ten words (a name, a place, a date, a "
+                      "number, a short description), not a sentence, followed by the number of the passage that "
+                      f"holds it in square brackets. If the passages do not say, reply \"{REFUSALS['short']['en']}\""),
+    ("prose", "zh"): ("你根据给出的编号段落回答关于一本书的问题，只能使用这些段落。用一到三句话简洁回答，每句话末尾用方括号标注"
+                      f"所依据的段落编号。如果段落中没有答案，请回答“{REFUSALS['prose']['zh']}”请用中文回答。"),
+    ("short", "zh"): ("你根据给出的编号段落回答关于一本书的问题，只能使用这些段落。只写答案本身：一个简短的词语（人名、地点、"
+                      "日期、数字或简短描述），不要写完整的句子，后面用方括号标注所依据的段落编号。如果段落中没有答案，请回答"
+                      f"“{REFUSALS['short']['zh']}”请用中文回答。"),
+}
+_SHOT_QUESTION = {
+    "en": ("Passages from \"Example\":\n\n[1] (chunk 4)\nThe mayor locked the ledger in the iron safe and kept "
+           "the key on his watch chain.\n\n[2] (chunk 9)\nAt dawn the clerk, Tom Reed, opened the safe with a "
+           "copied key and took the ledger to the newspaper.\n\nQuestion: Who took the ledger to the newspaper?"),
+    "zh": ("《示例》中的段落：\n\n[1]（第4块）\n镇长把账本锁进铁柜，钥匙挂在怀表链上。\n\n[2]（第9块）\n天亮时，"
+           "文书李明用配好的钥匙打开铁柜，把账本送到了报社。\n\n问题：谁把账本送到了报社？"),
+}
+_SHOT_ANSWER = {
+    ("prose", "en"): "Tom Reed, the clerk, took the ledger to the newspaper [2]. He had opened the safe with a copied key [2].",
+    ("short", "en"): "Tom Reed, the clerk [2]",
+    ("prose", "zh"): "文书李明把账本送到了报社[2]。他是用配好的钥匙打开铁柜的[2]。",
+    ("short", "zh"): "文书李明[2]",
+}
+
+
+def check_style(style: str) -> str:
+    if style not in ANSWER_STYLES:
+        from .errors import ConfigError
+
+        raise ConfigError(f"answer_style must be {' or '.join(ANSWER_STYLES)}, got {style!r}")
+    return style
+
+
+def is_refusal(text: str) -> bool:
+    """True when an answer says the passages do not hold it (either style's sentence, or a paraphrase)."""
+    return bool(_REFUSAL.search(text or ""))
+
+
+def answer_tokens(style: str, max_tokens: int) -> int:
+    """The generation budget of a style: a short answer never needs the prose budget."""
+    return min(max_tokens, SHORT_MAX_TOKENS) if style == "short" else max_tokens
 
 
 def build_messages(question: str, evidence: Sequence[Evidence], title: str = "",
-                   prefix: str = "") -> list[dict[str, str]]:
-    """Chat messages asking for a short answer with ``[n]`` after every claim, in the question's language."""
-    chinese = is_chinese(question)
+                   prefix: str = "", style: str = "prose") -> list[dict[str, str]]:
+    """Chat messages asking for an answer in ``style`` with ``[n]`` after every claim, in the question's
+    language."""
+    lang = "zh" if is_chinese(question) else "en"
+    check_style(style)
     blocks = []
     for e in evidence:
         where = e.chunk.chapter or f"chunk {e.chunk.id}"
         blocks.append(f"[{e.number}] ({where})\n{e.chunk.text.strip()}")
     passages = "\n\n".join(blocks)
-    if chinese:
-        system, shot = _SYSTEM_ZH, _SHOT_ZH
+    if lang == "zh":
         user = (f"背景摘要：\n{prefix}\n\n" if prefix else "") + \
             f"《{title or '本书'}》中的段落：\n\n{passages}\n\n问题：{question}"
     else:
-        system, shot = _SYSTEM_EN, _SHOT_EN
         user = (f"Background summary:\n{prefix}\n\n" if prefix else "") + \
             f"Passages from \"{title or 'the book'}\":\n\n{passages}\n\nQuestion: {question}"
-    return [{"role": "system", "content": system}, {"role": "user", "content": shot[0]},
-            {"role": "assistant", "content": shot[1]}, {"role": "user", "content": user}]
+    return [{"role": "system", "content": _SYSTEM[style, lang]}, {"role": "user", "content": _SHOT_QUESTION[lang]},
+            {"role": "assistant", "content": _SHOT_ANSWER[style, lang]}, {"role": "user", "content": user}]
 
 
 def parse_numbers(inner: str) -> list[int]:
@@ -169,8 +212,9 @@ def _best_sentence(chunk: Chunk, claim: str) -> tuple[int, int]:
     return best
 
 
-def parse_citations(answer: str, evidence: Sequence[Evidence]) -> ParsedAnswer:
-    """Resolve every ``[n]`` in ``answer`` against the passages that were provided."""
+def parse_citations(answer: str, evidence: Sequence[Evidence], min_words: int = 3) -> ParsedAnswer:
+    """Resolve every ``[n]`` in ``answer`` against the passages that were provided. An uncited sentence
+    of at least ``min_words`` words is listed as uncited (a short answer's phrase counts from one word)."""
     by_number = {e.number: e for e in evidence}
     result = ParsedAnswer(text=answer)
     seen: set[tuple[int, str]] = set()
@@ -179,7 +223,7 @@ def parse_citations(answer: str, evidence: Sequence[Evidence]) -> ParsedAnswer:
         numbers = [n for m in _CITE.finditer(sentence) for n in parse_numbers(m.group(1))]
         claim = re.sub(r"\s+([.!?,;:。！？，；])", r"\1", _CITE.sub("", sentence)).strip()
         if not numbers:
-            if claim and len(_WORD.findall(claim)) >= 3:
+            if claim and len(_WORD.findall(claim)) >= min_words and not is_refusal(claim):
                 result.uncited_sentences.append(claim)
                 result.uncited_ends.append(s + len(sentence.rstrip()))
             continue

@@ -9,8 +9,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
-from .answer import (Citation, Evidence, ParsedAnswer, annotate, attribute_uncited, build_messages,
-                     evidence_in_document_order, is_chinese, parse_citations)
+from .answer import (Citation, Evidence, ParsedAnswer, annotate, answer_tokens, attribute_uncited, build_messages,
+                     evidence_in_document_order, is_chinese, is_refusal, parse_citations)
 from .chunk import Chunk
 from .errors import InputError
 from .progress import Progress, no_progress
@@ -80,15 +80,19 @@ class DraftedAnswer:
 def answer_from(generator, question: str, chunks: Sequence[Chunk], ranked: Sequence[tuple[int, float]], *,
                 title: str, top_n: int, max_tokens: int, stream: bool = False,
                 on_token: Optional[Callable[[str], None]] = None,
-                messages: Optional[Callable[[list[Evidence]], list]] = None, parse: bool = True) -> DraftedAnswer:
+                messages: Optional[Callable[[list[Evidence]], list]] = None, parse: bool = True,
+                style: str = "prose") -> DraftedAnswer:
     """The tail of answering: the top ``top_n`` of ``ranked`` ((chunk id, score), best first) in document
     order → the prompt (``messages(evidence)``, default the cited-answer prompt) → the generator (streamed
-    to ``on_token`` with ``stream``) → ``[n]`` citations resolved, uncited sentences attributed. ``ask``
-    and the evaluation's answers both run it."""
+    to ``on_token`` with ``stream``) → ``[n]`` citations resolved, uncited sentences attributed. ``style``
+    is the answer style (answer.ANSWER_STYLES); it sets the prompt and the token budget. ``ask`` and the
+    evaluation's answers both run it."""
     chosen = [Evidence(number=0, chunk=chunks[cid], score=float(score), rank=r)
               for r, (cid, score) in enumerate(ranked[:top_n], 1)]
     evidence = evidence_in_document_order(chosen)
-    prompt = messages(evidence) if messages is not None else build_messages(question, evidence, title=title, prefix="")
+    prompt = messages(evidence) if messages is not None else build_messages(question, evidence, title=title, prefix="",
+                                                                            style=style)
+    max_tokens = answer_tokens(style, max_tokens) if messages is None else max_tokens
     t = time.perf_counter()
     prompt_tokens = completion_tokens = None
     if stream:
@@ -104,7 +108,8 @@ def answer_from(generator, question: str, chunks: Sequence[Chunk], ranked: Seque
         prompt_tokens, completion_tokens = completion.prompt_tokens, completion.completion_tokens
     seconds = time.perf_counter() - t
     t = time.perf_counter()
-    parsed = attribute_uncited(parse_citations(text, evidence), evidence) if parse else None
+    parsed = attribute_uncited(parse_citations(text, evidence, min_words=1 if style == "short" else 3),
+                               evidence) if parse else None
     return DraftedAnswer(text, evidence, parsed, seconds, time.perf_counter() - t, prompt_tokens, completion_tokens)
 
 
@@ -211,13 +216,18 @@ def ask(book: Book, question: str, settings: Optional[Settings] = None, *, k: Op
               for i, (cid, score) in enumerate(order, 1)]
 
     drafted = answer_from(generator, question, chunks, [(r.chunk_id, r.score) for r in ranked], title=book.title,
-                          top_n=top_n, max_tokens=settings.answer_max_tokens, stream=True, on_token=on_token)
+                          top_n=top_n, max_tokens=settings.answer_max_tokens, stream=True, on_token=on_token,
+                          style=settings.answer_style)
     answer, evidence, parsed = drafted.text, drafted.evidence, drafted.parsed
     timings["generate"] = drafted.seconds
     timings["cite"] = drafted.cite_seconds
     timings["total"] = time.perf_counter() - t_all
+    refused = is_refusal(answer)
     if not answer:
         warnings.append("the generator returned an empty answer")
+    elif refused:
+        warnings.append("the passages given to the generator do not hold the answer; try another wording or a "
+                        "larger -k")
     elif not parsed.citations:
         warnings.append("the answer cites no passage; treat it with care (the ranked passages are listed)")
     elif any(c.inferred for c in parsed.citations):
@@ -230,4 +240,5 @@ def ask(book: Book, question: str, settings: Optional[Settings] = None, *, k: Op
         evidence=evidence, ranked=ranked, prefix=prefix_text, prefix_summaries=prefix_used, timings=timings,
         warnings=warnings,
         info={"candidates": len(candidates), "method": method, "reranked": rerank, "qr_mode": qr_mode,
+              "answer_style": settings.answer_style, "refused": refused,
               "generator": getattr(generator, "model_id", type(generator).__name__)})

@@ -115,3 +115,49 @@ def test_abbreviations_do_not_end_sentences():
     answer = "Holmes asked Dr. Watson to fetch Mr. Culverton Smith. J. Smith came at six [2]."
     spans = [answer[s:e].strip() for s, e in split_sentences(answer)]
     assert spans == ["Holmes asked Dr. Watson to fetch Mr. Culverton Smith.", "J. Smith came at six [2]."]
+
+
+# --- answer styles and refusals ---------------------------------------------------------------------
+def test_prose_and_short_prompts_ask_for_their_form_in_the_question_language():
+    from bookqa.answer import ANSWER_STYLES, answer_tokens
+
+    ev = _evidence()
+    prose = build_messages("Who confessed?", ev, title="The Dying Detective", style="prose")
+    short = build_messages("Who confessed?", ev, title="The Dying Detective", style="short")
+    assert "one to three sentences" in prose[0]["content"] and "The passages do not say." in prose[0]["content"]
+    assert "short phrase" in short[0]["content"] and "not a sentence" in short[0]["content"]
+    assert "Not mentioned in the passages." in short[0]["content"]
+    # the worked example shows each form: a cited sentence, or a cited phrase
+    assert prose[2]["content"].endswith("[2].") and short[2]["content"] == "Tom Reed, the clerk [2]"
+    # the passages and the question are the same in both; only the instruction and the example differ
+    assert prose[3] == short[3] and "[3] (Part 3)" in short[3]["content"]
+    zh = build_messages("谁承认了？", ev, style="short")
+    assert "简短的词语" in zh[0]["content"] and zh[2]["content"] == "文书李明[2]"
+    assert ANSWER_STYLES == ("prose", "short")
+    assert answer_tokens("short", 256) == 48 and answer_tokens("prose", 256) == 256 and answer_tokens("short", 20) == 20
+
+
+def test_an_unknown_style_is_a_config_error():
+    import pytest
+
+    from bookqa.errors import ConfigError
+    from bookqa.settings import Settings
+
+    with pytest.raises(ConfigError, match="answer_style"):
+        build_messages("Who?", _evidence(), style="essay")
+    with pytest.raises(ConfigError, match="answer_style"):
+        Settings.from_env(answer_style="essay")
+
+
+def test_a_short_answer_is_attributed_and_a_refusal_is_not():
+    from bookqa.answer import attribute_uncited, is_refusal
+
+    ev = _evidence()
+    parsed = attribute_uncited(parse_citations("Culverton Smith", ev, min_words=1), ev)
+    assert [(c.number, c.inferred) for c in parsed.citations] == [(3, True)]
+    for text in ("Not mentioned in the passages.", "The passages do not say.", "段落中没有提到。",
+                 "The text does not mention his age.", "No information available"):
+        assert is_refusal(text), text
+        assert parse_citations(text, ev, min_words=1).uncited_sentences == []  # nothing to attribute
+    for text in ("Culverton Smith [3]", "He mentioned the gas", "Watson"):
+        assert not is_refusal(text), text

@@ -334,3 +334,21 @@ def test_cached_configurations_rank_the_same_candidates_from_each_books_cache(es
         assert row["configs"]["qr_cached"]["info"]["cached_tokens"] > 0
     books = runner.preparer.library.books()
     assert books and all((book.dir / "qr_kv").is_dir() for book in books)
+
+
+@pytest.mark.real_model
+def test_short_answers_are_recorded_as_such_and_made_again_for_another_style(esettings, tmp_path):
+    """The evaluation answers in the style it is given (short by default on the command line): each stored
+    answer says which, a short answer is a phrase, and a resume in the other style writes it again."""
+    data = load_dataset("locomo", EVAL / "locomo" / "locomo_mini.json")
+    short = esettings.replace(answer_style="short")
+    rows = _runner(data, ["bm25"], short, tmp_path / "out", answers=True, answer_config="bm25", limit=2).run()
+    for row in rows.values():
+        ans = row["answer"]
+        assert ans["style"] == "short" and ans["text"] and ans["completion_tokens"] <= 48
+    report = (tmp_path / "out" / "locomo-report.md").read_text()
+    assert "answer style short" in report
+    prose = esettings.replace(answer_style="prose")
+    again = _runner(data, ["bm25"], prose, tmp_path / "out", answers=True, answer_config="bm25", limit=2,
+                    resume=True).run()
+    assert {r["answer"]["style"] for r in again.values()} == {"prose"}

@@ -15,7 +15,7 @@ from ..errors import BookQAError
 from ..settings import Settings
 
 # Command modules, in the order their commands appear in --help.
-COMMANDS = ("demo", "books", "ask", "search", "summarize", "heads", "train", "eval", "ui", "serve")
+COMMANDS = ("demo", "books", "ask", "search", "summarize", "heads", "train", "eval", "answers", "ui", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +36,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     overrides = {}
     for key in ("home", "chunk_tokens", "max_upload_mb", "reranker_model", "reranker_heads", "embed_model",
                 "generator", "generator_model", "base_url", "device", "dtype", "top_k", "top_n",
-                "summaries", "qr_mode", "qr_cache"):
+                "summaries", "qr_mode", "qr_cache", "answer_style"):
         value = getattr(args, key, None)
         if value is not None:
             overrides[key] = value

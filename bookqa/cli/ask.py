@@ -34,6 +34,9 @@ def add_answer_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qr-mode", dest="qr_mode", choices=("full", "cached", "cascade"),
                    help="QR over one full prompt, over cached chunk keys/values, or cached then full over the top "
                         "(default $BOOKQA_QR_MODE or full)")
+    p.add_argument("--style", dest="answer_style", choices=("prose", "short"),
+                   help="answer in one to three cited sentences, or the answer phrase alone "
+                        "(default $BOOKQA_ANSWER_STYLE or prose)")
 
 
 def open_book(name: str, settings: Settings, quiet: bool) -> Book:

@@ -71,6 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-url", dest="base_url", help="OpenAI-compatible server for --generator remote")
     p.add_argument("--model", dest="generator_model", help="generator model: GGUF name/path, or remote name")
     p.add_argument("--top", dest="top_n", type=int, help="evidence chunks given to the generator (default 3)")
+    p.add_argument("--style", dest="answer_style", choices=("prose", "short"), default="short",
+                   help="answer style: short (the answer phrase, as the references are written; default) or prose "
+                        "(bookqa ask's default)")
     add_ray_arguments(p, "books' questions")
     p.set_defaults(handler=cmd_eval)
 
@@ -95,12 +98,12 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         args.trained = shipped
     settings = eval_settings(settings, args.books_home)
     options = EvalSettings.from_env(eval_fusion_weight=args.fusion_weight)
-    options = {}
+    data_options: dict = {}  # how the dataset's files are read (not the configurations' options above)
     if args.dataset == "narrativeqa":
-        options = {"split": args.split, "stories_dir": args.stories}
+        data_options = {"split": args.split, "stories_dir": args.stories}
     elif args.dataset == "detectiveqa":
-        options = {"langs": ("en", "zh") if args.lang == "both" else (args.lang,)}
-    data = load_dataset(args.dataset, args.data, **options)
+        data_options = {"langs": ("en", "zh") if args.lang == "both" else (args.lang,)}
+    data = load_dataset(args.dataset, args.data, **data_options)
     selection = select(data, books=args.books, per_book=args.per_book, limit=args.limit,
                        include_adversarial=args.include_adversarial, seed=args.seed, sample=args.sample,
                        exclude_ids=read_id_list(args.exclude_ids, data.name) if args.exclude_ids else None,
@@ -122,6 +125,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
                           "shuffle_check": args.shuffle_check},
             "settings": {"reranker": qr.model, "adapter": qr.adapter, "heads": qr.heads or "shipped",
                          "embedder": settings.embed_model, "generator": f"{settings.generator}:{settings.generator_model}",
+                         "answer_style": settings.answer_style,
                          "chunk_tokens": settings.chunk_tokens, "summaries": settings.summaries,
                          # resolved, not "auto": the same settings give float32 on one CPU and bfloat16 on
                          # another (rerank/qr.py), and a resume must not mix the two under one name

@@ -43,15 +43,16 @@ def mc_messages(question: str, options: dict[str, str], evidence: Sequence[Evide
 
 
 def generate_answer(generator, question: Question, chunks: Sequence[Chunk], ranked_ids: Sequence[int],
-                    title: str, top_n: int, max_tokens: int, config: str) -> dict[str, Any]:
-    """Generate and parse one answer from the top ``top_n`` chunks of ``ranked_ids``."""
+                    title: str, top_n: int, max_tokens: int, config: str, style: str = "short") -> dict[str, Any]:
+    """Generate and parse one answer in ``style`` from the top ``top_n`` chunks of ``ranked_ids``."""
     mc = question.is_multiple_choice
     drafted = answer_from(generator, question.question, chunks, [(cid, 0.0) for cid in ranked_ids], title=title,
                           top_n=top_n, max_tokens=MC_MAX_TOKENS if mc else max_tokens, parse=not mc,
                           messages=(lambda ev: mc_messages(question.question, question.options or {}, ev, title))
-                          if mc else None)
+                          if mc else None, style=style)
     text, parsed = drafted.text, drafted.parsed
-    row: dict[str, Any] = {"config": config, "evidence": [int(c) for c in ranked_ids[:top_n]], "text": text,
+    row: dict[str, Any] = {"config": config, "style": style, "evidence": [int(c) for c in ranked_ids[:top_n]],
+                           "text": text,
                            "seconds": round(drafted.seconds, 4), "prompt_tokens": drafted.prompt_tokens,
                            "completion_tokens": drafted.completion_tokens,
                            "generator": getattr(generator, "model_id", type(generator).__name__)}

@@ -215,6 +215,7 @@ def _answers(dataset: str, rows: Sequence[dict[str, Any]], n_boot: int) -> Optio
         if any(r.get("options") for r in group):
             entry["unparsed_letters"] = len(unparsed)
         entry["generator"] = group[0]["answer"].get("generator")
+        entry["style"] = group[0]["answer"].get("style", "prose")  # answers from before styles were prose
         by_config[config] = entry
     return by_config
 
@@ -352,7 +353,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
         lines += ["", "## Answers", ""]
         for config, entry in summary["answers"].items():
             parts = [f"evidence: top-{run.get('top_n', 3)} of `{config}`", f"n = {entry['n']}",
-                     f"generator {entry.get('generator')}"]
+                     f"generator {entry.get('generator')}", f"answer style {entry.get('style', 'prose')}"]
             lines.append("- " + "; ".join(parts))
             for key, label in (("f1", "token F1"), ("em", "EM"), ("rougeL", "ROUGE-L"), ("accuracy", "accuracy"),
                                ("locomo_f1", "LoCoMo F1 (official rules)")):

@@ -264,7 +264,10 @@ class Runner:
         return [c.name for c in self.configs if c.name in self.answer_needs]
 
     def _wants_answer(self, row: dict[str, Any]) -> bool:
-        return self.answers and row.get("answer", {}).get("config") != self.answer_config
+        stored = row.get("answer", {})
+        # an answer of another configuration or style is made again (answers before styles were prose)
+        return self.answers and (stored.get("config") != self.answer_config
+                                 or stored.get("style", "prose") != self.settings.answer_style)
 
     def _append(self, row: dict[str, Any]) -> None:
         with open(self.append_path, "a", encoding="utf-8") as fh:
@@ -477,7 +480,8 @@ class Runner:
             self.generator = get_generator(self.settings, self.progress)
         ranked = row["configs"][self.answer_config]["chunk_ids"]
         result = generate_answer(self.generator, q, book.chunks, ranked, title=book.title, top_n=self.settings.top_n,
-                                 max_tokens=self.settings.answer_max_tokens, config=self.answer_config)
+                                 max_tokens=self.settings.answer_max_tokens, config=self.answer_config,
+                                 style=self.settings.answer_style)
         result["scores"] = score_answer(self.data.name, row, result)
         return result
 

@@ -1,0 +1,299 @@
+"""Answers side by side: several generators, answer styles and rerankers' evidence over the same stored
+questions, scored and compared question by question.
+
+A development run (``bookqa eval ... --out DIR``) stores, per question, every configuration's ranking of
+the same candidates. This bench reads those rows and, for each *variant* (a generator, an answer style,
+the configuration whose top passages it reads, and how many), writes an answer with bookqa's own
+answering path (``pipeline.answer_from``: the prompt, streaming, citation parsing and attribution that
+``bookqa ask`` runs). Answers are appended to ``answers.jsonl`` as they finish, keyed by (question,
+variant), so an interrupted run resumes where it stopped; the report is rewritten from that file.
+
+Per variant the report gives answer F1 / EM / ROUGE-L with bootstrap intervals, LoCoMo's own F1 and its
+categories, prompt and answer tokens, seconds to the first token (reading the prompt) and after it
+(writing), the process's resident memory with that generator loaded, how often an answer carries a valid
+citation and how often it says the passages do not hold the answer; where gold evidence is known,
+citation precision (the cited chunk holds gold evidence) for the model's own and for attributed
+citations; and paired differences against the first variant, or the one named as the baseline.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
+
+from ...answer import is_refusal
+from ...errors import ConfigError
+from ...fileio import write_json, write_text
+from ...progress import Progress, no_progress
+from ...settings import Settings
+from .answers import score_answer
+from .metrics import bootstrap_ci, percentiles
+from .datasets.locomo import CATEGORY_NAMES
+
+SEED = 0
+ANSWERS = "answers.jsonl"
+VARIANT_KEYS = ("generator", "model", "base_url", "style", "evidence", "top")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of answering: which generator writes, in which style, from whose top passages."""
+
+    name: str
+    generator: str = "local"  # local | remote
+    model: str = "qwen2.5-coder-0.5b"
+    base_url: str = ""  # remote only
+    style: str = "short"
+    evidence: str = "qr_trained_refine"  # the stored configuration whose ranking supplies the passages
+    top: int = 3
+
+    @classmethod
+    def parse(cls, spec: str) -> "Variant":
+        """``NAME=key:value,key:value`` (keys: generator, model, base_url, style, evidence, top)."""
+        name, _, rest = spec.partition("=")
+        if not name.strip() or not rest:
+            raise ConfigError(f"variant {spec!r} must look like NAME=key:value,... (keys: {', '.join(VARIANT_KEYS)})")
+        values: dict[str, Any] = {}
+        for part in rest.split(","):
+            key, _, value = part.partition(":")
+            key = key.strip()
+            if key not in VARIANT_KEYS or not value:
+                raise ConfigError(f"variant {name}: unknown or empty key {key!r} (keys: {', '.join(VARIANT_KEYS)})")
+            values[key] = int(value) if key == "top" else value.strip() if key != "base_url" else value
+        variant = cls(name=name.strip(), **values)
+        if variant.style not in ("prose", "short") or variant.generator not in ("local", "remote") or variant.top < 1:
+            raise ConfigError(f"variant {name}: style must be prose or short, generator local or remote, top >= 1")
+        return variant
+
+    def settings(self, base: Settings) -> Settings:
+        return base.replace(generator=self.generator, generator_model=self.model, answer_style=self.style,
+                            base_url=self.base_url or None, top_n=self.top)
+
+
+def read_answers(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """Stored answers by (question id, variant); a torn last line (a killed run) is skipped."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    if not path.is_file():
+        return out
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        out[str(row["qid"]), row["variant"]] = row
+    return out
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return psutil.Process(os.getpid()).memory_info().rss / 2**20
+
+
+def answer_one(generator, row: dict[str, Any], book, variant: Variant, settings: Settings) -> dict[str, Any]:
+    """One answer to one stored question, timed from the request to the first token and after it."""
+    from ...pipeline import answer_from
+
+    ranked = row["configs"][variant.evidence]["chunk_ids"]
+    first: list[float] = []
+    t0 = time.perf_counter()
+    drafted = answer_from(generator, row["question"], book.chunks, [(int(c), 0.0) for c in ranked], title=book.title,
+                          top_n=variant.top, max_tokens=settings.answer_max_tokens, stream=True,
+                          on_token=lambda _p: first or first.append(time.perf_counter()), style=variant.style)
+    ttft = (first[0] - t0) if first else drafted.seconds
+    parsed = drafted.parsed
+    prompt_text = "\n".join(m["content"] for m in _messages(row["question"], drafted.evidence, book.title, variant.style))
+    answer = {"qid": str(row["qid"]), "variant": variant.name, "text": drafted.text,
+              "evidence": [int(c) for c in ranked[:variant.top]],
+              "citations": [{k: v for k, v in asdict(c).items() if k != "quote"} for c in parsed.citations],
+              "invalid_citations": parsed.invalid_numbers, "refused": is_refusal(drafted.text),
+              "seconds": round(drafted.seconds, 4), "prompt_seconds": round(ttft, 4),
+              "write_seconds": round(max(0.0, drafted.seconds - ttft), 4),
+              "prompt_tokens": generator.count_tokens(prompt_text),
+              "answer_tokens": generator.count_tokens(drafted.text) if drafted.text else 0,
+              "generator": getattr(generator, "model_id", type(generator).__name__), "rss_mb": round(_rss_mb(), 1)}
+    answer["scores"] = score_answer(row["dataset"], row, {"text": drafted.text})
+    return answer
+
+
+def _messages(question, evidence, title, style):
+    from ...answer import build_messages
+
+    return build_messages(question, evidence, title=title, style=style)
+
+
+class AnswerBench:
+    """Answers for every (stored question, variant) pair, resumable, then the report."""
+
+    def __init__(self, rows: Sequence[dict[str, Any]], variants: Sequence[Variant], library, out: Path,
+                 settings: Settings, progress: Progress = no_progress):
+        names = [v.name for v in variants]
+        if len(set(names)) != len(names):
+            raise ConfigError("variant names must be unique")
+        self.rows, self.variants, self.library, self.out = list(rows), list(variants), library, Path(out)
+        self.settings, self.progress = settings, progress
+
+    def run(self) -> dict[str, Any]:
+        self.out.mkdir(parents=True, exist_ok=True)
+        path = self.out / ANSWERS
+        done = read_answers(path)
+        books: dict[str, Any] = {}
+        for variant in self.variants:  # one generator loaded at a time: grouped by variant
+            todo = [r for r in self.rows if (str(r["qid"]), variant.name) not in done
+                    and variant.evidence in r.get("configs", {})]
+            if not todo:
+                continue
+            from ...generate import get_generator
+
+            settings = variant.settings(self.settings)
+            generator = get_generator(settings)
+            for i, row in enumerate(todo):
+                self.progress(f"answers {variant.name}", i, len(todo))
+                book_id = row["book"]["id"]
+                if book_id not in books:
+                    books[book_id] = self.library.resolve(book_id)
+                answer = answer_one(generator, row, books[book_id], variant, settings)
+                with open(path, "a", encoding="utf-8") as fh:  # one line per answer: a kill loses one answer
+                    fh.write(json.dumps(answer, ensure_ascii=False) + "\n")
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                done[answer["qid"], variant.name] = answer
+            self.progress(f"answers {variant.name}", len(todo), len(todo))
+            close = getattr(generator, "close", None)
+            if close is not None:
+                close()
+            del generator
+        return self.report(done)
+
+    def report(self, done: Optional[dict] = None) -> dict[str, Any]:
+        done = read_answers(self.out / ANSWERS) if done is None else done
+        summary = summarize(self.rows, self.variants, done)
+        write_json(self.out / "answers-report.json", summary)
+        write_text(self.out / "answers-report.md", render(summary))
+        return summary
+
+
+# --- the report ---------------------------------------------------------------------------------------
+def _precision(rows_by_qid: dict[str, dict], answers: Iterable[dict], inferred: Optional[bool]) -> dict[str, Any]:
+    """Share of citations whose chunk holds gold evidence, as a per-question mean (questions with gold
+    evidence and at least one such citation), so a long answer's many citations do not outweigh others."""
+    per_q = []
+    for a in answers:
+        gold = set((rows_by_qid[a["qid"]].get("gold") or {}).get("chunk_ids") or [])
+        if not gold:
+            continue
+        cites = [c for c in a.get("citations", []) if inferred is None or bool(c.get("inferred")) == inferred]
+        if cites:
+            per_q.append(sum(c["chunk_id"] in gold for c in cites) / len(cites))
+    return bootstrap_ci(per_q, seed=SEED)
+
+
+def summarize(rows: Sequence[dict[str, Any]], variants: Sequence[Variant],
+              done: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
+    rows_by_qid = {str(r["qid"]): r for r in rows}
+    dataset = rows[0]["dataset"] if rows else ""
+    out: dict[str, Any] = {"dataset": dataset, "questions": len(rows), "variants": {}, "paired": {}}
+    for v in variants:
+        answers = [done[q, v.name] for q in rows_by_qid if (q, v.name) in done]
+        entry: dict[str, Any] = {"variant": asdict(v), "n": len(answers)}
+        if not answers:
+            out["variants"][v.name] = entry
+            continue
+        keys = sorted({k for a in answers for k in a["scores"]})
+        for key in keys:
+            entry[key] = bootstrap_ci([a["scores"][key] for a in answers if key in a["scores"]], seed=SEED)
+        if dataset == "locomo":
+            cats = {}
+            for cat, label in CATEGORY_NAMES.items():
+                vals = [a["scores"]["locomo_f1"] for a in answers
+                        if rows_by_qid[a["qid"]].get("category") == cat and "locomo_f1" in a["scores"]]
+                if vals:
+                    cats[label] = {"n": len(vals), "mean": sum(vals) / len(vals)}
+            entry["locomo_by_category"] = cats
+            adversarial = [a for a in answers if rows_by_qid[a["qid"]].get("category") == 5]
+            if adversarial:
+                entry["adversarial_refused"] = sum(a["refused"] for a in adversarial) / len(adversarial)
+        entry["refused"] = sum(a["refused"] for a in answers) / len(answers)
+        entry["with_valid_citation"] = sum(bool(a["citations"]) for a in answers) / len(answers)
+        entry["with_model_citation"] = sum(any(not c.get("inferred") for c in a["citations"]) for a in answers) / len(answers)
+        for key in ("prompt_tokens", "answer_tokens", "seconds", "prompt_seconds", "write_seconds"):
+            entry[key] = percentiles([float(a[key]) for a in answers])
+        entry["rss_mb_max"] = max(a.get("rss_mb", 0.0) for a in answers)
+        entry["generator"] = answers[0].get("generator")
+        if any((r.get("gold") or {}).get("chunk_ids") for r in rows):
+            entry["citation_precision"] = {"all": _precision(rows_by_qid, answers, None),
+                                           "model": _precision(rows_by_qid, answers, False),
+                                           "attributed": _precision(rows_by_qid, answers, True)}
+        out["variants"][v.name] = entry
+    if variants:
+        base = variants[0].name
+        out["baseline"] = base
+        for v in variants[1:]:
+            both = [q for q in rows_by_qid if (q, base) in done and (q, v.name) in done]
+            if not both:
+                continue
+            pair: dict[str, Any] = {"n": len(both)}
+            for key in ("f1", "locomo_f1", "rougeL", "em"):
+                diffs = [done[q, v.name]["scores"].get(key) for q in both]
+                refs = [done[q, base]["scores"].get(key) for q in both]
+                if any(d is None for d in diffs + refs):
+                    continue
+                d = [a - b for a, b in zip(diffs, refs)]
+                pair[key] = {**bootstrap_ci(d, seed=SEED), "won": sum(x > 0 for x in d), "lost": sum(x < 0 for x in d)}
+            out["paired"][v.name] = pair
+    return out
+
+
+def _ci(entry: Optional[dict], scale: float = 100.0) -> str:
+    if not entry or entry.get("mean") is None:
+        return "–"
+    return f"{entry['mean'] * scale:.1f} [{entry['lo'] * scale:.1f}, {entry['hi'] * scale:.1f}]"
+
+
+def render(summary: dict[str, Any]) -> str:
+    lines = [f"# Answers side by side: {summary['dataset']}", "",
+             f"{summary['questions']} stored questions; each variant reads the top passages of the stored "
+             "ranking it names (the same candidates for all). Intervals: 95% bootstrap over questions.", ""]
+    variants = summary["variants"]
+    lines += ["| variant | generator | style | evidence | n | F1 | EM | ROUGE-L | LoCoMo F1 | refused | valid cite | "
+              "prompt tok p50 | read s p50 | write s p50 | total s p50 | RSS MB |",
+              "|" + "---|" * 16]
+    for name, e in variants.items():
+        v = e["variant"]
+        if not e["n"]:
+            lines.append(f"| {name} | {v['model']} | {v['style']} | {v['evidence']} top {v['top']} | 0 |" + " – |" * 11)
+            continue
+        lines.append(
+            f"| {name} | {v['generator']}:{v['model']} | {v['style']} | {v['evidence']} top {v['top']} | {e['n']} | "
+            f"{_ci(e.get('f1'))} | {_ci(e.get('em'))} | {_ci(e.get('rougeL'))} | {_ci(e.get('locomo_f1'))} | "
+            f"{e['refused'] * 100:.0f}% | {e['with_valid_citation'] * 100:.0f}% | {e['prompt_tokens']['p50']:.0f} | "
+            f"{e['prompt_seconds']['p50']:.2f} | {e['write_seconds']['p50']:.2f} | {e['seconds']['p50']:.2f} | "
+            f"{e['rss_mb_max']:.0f} |")
+    if summary.get("paired"):
+        lines += ["", f"## Paired against `{summary['baseline']}` (same questions; mean difference in points)", "",
+                  "| variant | n | ΔF1 | won / lost | ΔLoCoMo F1 | ΔROUGE-L |", "|---|---|---|---|---|---|"]
+        for name, p in summary["paired"].items():
+            f1 = p.get("f1") or {}
+            lines.append(f"| {name} | {p['n']} | {_ci(f1)} | {f1.get('won', 0)} / {f1.get('lost', 0)} | "
+                         f"{_ci(p.get('locomo_f1'))} | {_ci(p.get('rougeL'))} |")
+    cats = [(n, e) for n, e in variants.items() if e.get("locomo_by_category")]
+    if cats:
+        labels = sorted({label for _, e in cats for label in e["locomo_by_category"]})
+        lines += ["", "## LoCoMo F1 by category", "", "| variant | " + " | ".join(labels) + " |",
+                  "|---|" + "---|" * len(labels)]
+        for name, e in cats:
+            c = e["locomo_by_category"]
+            lines.append(f"| {name} | " + " | ".join(f"{c[l]['mean'] * 100:.1f} (n={c[l]['n']})" if l in c else "–"
+                                                     for l in labels) + " |")
+    precise = [(n, e) for n, e in variants.items() if e.get("citation_precision")]
+    if precise:
+        lines += ["", "## Citation precision (the cited chunk holds gold evidence; per-question mean)", "",
+                  "| variant | all citations | the model's own | attributed by bookqa |", "|---|---|---|---|"]
+        for name, e in precise:
+            cp = e["citation_precision"]
+            lines.append(f"| {name} | {_ci(cp['all'])} (n={cp['all']['n']}) | {_ci(cp['model'])} (n={cp['model']['n']}) | "
+                         f"{_ci(cp['attributed'])} (n={cp['attributed']['n']}) |")
+    return "\n".join(lines) + "\n"

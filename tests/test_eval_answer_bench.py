@@ -1,0 +1,92 @@
+"""The answers bench (lab/evaluate/answer_bench.py): variant specs, resumable rows, and the report's
+maths (paired differences, citation precision, refusals) on hand-made rows; a real generator run is in
+the real-model test at the end."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bookqa.errors import ConfigError
+from bookqa.lab.evaluate.answer_bench import ANSWERS, Variant, read_answers, render, summarize
+
+
+def test_variant_specs_parse_and_refuse_nonsense():
+    v = Variant.parse("big=model:qwen2.5-coder-1.5b,style:prose,evidence:bm25,top:5")
+    assert (v.name, v.model, v.style, v.evidence, v.top, v.generator) == ("big", "qwen2.5-coder-1.5b", "prose", "bm25", 5, "local")
+    remote = Variant.parse("r=generator:remote,base_url:http://127.0.0.1:8011/v1,model:m")
+    assert remote.base_url == "http://127.0.0.1:8011/v1" and remote.style == "short"
+    for bad in ("noequals", "x=colour:red", "x=style:essay", "x=top:0", "=style:short"):
+        with pytest.raises(ConfigError):
+            Variant.parse(bad)
+
+
+def _row(qid, gold, category=1):
+    return {"qid": qid, "dataset": "locomo", "question": "q?", "references": ["r"], "category": category,
+            "gold": {"chunk_ids": gold}, "configs": {"bm25": {"chunk_ids": [1, 2, 3]}}, "book": {"id": "b"}}
+
+
+def _answer(qid, variant, f1, cites, refused=False):
+    return {"qid": qid, "variant": variant, "text": "t", "citations": cites, "refused": refused,
+            "scores": {"f1": f1, "em": 0.0, "rougeL": f1, "locomo_f1": f1}, "seconds": 1.0, "prompt_seconds": 0.8,
+            "write_seconds": 0.2, "prompt_tokens": 700, "answer_tokens": 5, "rss_mb": 900.0, "generator": "g"}
+
+
+def test_summary_pairs_variants_and_measures_citation_precision():
+    rows = [_row("a", [1]), _row("b", [2]), _row("c", [], category=5)]
+    cite = lambda cid, inferred=False: {"chunk_id": cid, "inferred": inferred}  # noqa: E731
+    done = {("a", "base"): _answer("a", "base", 0.0, [cite(1), cite(3, True)]),
+            ("b", "base"): _answer("b", "base", 0.5, [cite(3)]),
+            ("c", "base"): _answer("c", "base", 0.0, [], refused=True),
+            ("a", "new"): _answer("a", "new", 1.0, [cite(1)]),
+            ("b", "new"): _answer("b", "new", 0.5, [cite(2, True)])}
+    variants = [Variant(name="base"), Variant(name="new", style="prose")]
+    s = summarize(rows, variants, done)
+    base, new = s["variants"]["base"], s["variants"]["new"]
+    assert base["n"] == 3 and new["n"] == 2
+    assert base["f1"]["mean"] == pytest.approx(1 / 6) and base["refused"] == pytest.approx(1 / 3)
+    assert base["adversarial_refused"] == 1.0
+    assert base["with_valid_citation"] == pytest.approx(2 / 3) and base["with_model_citation"] == pytest.approx(2 / 3)
+    # per question: a has 1 of 2 citations on gold, b has 0 of 1 -> mean 0.25; model's own: 1/1 and 0/1
+    cp = base["citation_precision"]
+    assert cp["all"]["mean"] == pytest.approx(0.25) and cp["model"]["mean"] == pytest.approx(0.5)
+    assert cp["attributed"]["mean"] == 0.0 and cp["attributed"]["n"] == 1
+    assert new["citation_precision"]["all"]["mean"] == 1.0
+    pair = s["paired"]["new"]
+    assert pair["n"] == 2 and pair["f1"]["mean"] == pytest.approx(0.5) and (pair["f1"]["won"], pair["f1"]["lost"]) == (1, 0)
+    md = render(s)
+    assert "| new | 2 | 50.0 [" in md and "Citation precision" in md and "LoCoMo F1 by category" in md
+
+
+def test_stored_answers_survive_a_torn_last_line(tmp_path):
+    path = tmp_path / ANSWERS
+    path.write_text(json.dumps(_answer("a", "v", 1.0, [])) + "\n" + '{"qid": "b", "vari', encoding="utf-8")
+    assert list(read_answers(path)) == [("a", "v")]
+
+
+@pytest.mark.real_model
+def test_the_bench_answers_stored_questions_with_the_embedded_generator_and_resumes(tmp_path, settings):
+    """Two variants (prose and short) over two LoCoMo questions stored by a real `bookqa eval` run: every
+    answer is written once, a second run writes nothing new, and the report pairs the two."""
+    from bookqa.cli import main
+    from conftest import FIXTURES
+
+    home = tmp_path / "home"
+    out = tmp_path / "run"
+    base = ["-q", "--home", str(home)]
+    assert main(base + ["eval", "locomo", "--data", str(FIXTURES / "eval" / "locomo" / "locomo_mini.json"),
+                        "--configs", "bm25", "--k", "5", "--out", str(out), "--no-answers", "--limit", "2"]) == 0
+    argv = base + ["eval-answers", str(out), "--out", str(tmp_path / "answers"),
+                   "--variant", "p=style:prose,evidence:bm25", "--variant", "s=style:short,evidence:bm25,top:2"]
+    assert main(argv) == 0
+    lines = (tmp_path / "answers" / ANSWERS).read_text().splitlines()
+    assert len(lines) == 4
+    rows = [json.loads(x) for x in lines]
+    assert {r["variant"] for r in rows} == {"p", "s"} and all(r["prompt_tokens"] > 100 for r in rows)
+    by = {(r["qid"], r["variant"]): r["evidence"] for r in rows}
+    for (qid, variant), evidence in by.items():  # the same ranking, the short variant reads its top 2
+        if variant == "s":
+            assert evidence == by[qid, "p"][:2] and len(by[qid, "p"]) <= 3
+    assert main(argv) == 0 and len((tmp_path / "answers" / ANSWERS).read_text().splitlines()) == 4
+    report = json.loads((tmp_path / "answers" / "answers-report.json").read_text())
+    assert report["paired"]["s"]["n"] == 2 and report["variants"]["p"]["n"] == 2
