@@ -71,17 +71,20 @@ def summarize(rows: Sequence[dict[str, Any]], meta: Optional[dict[str, Any]] = N
 
 PAIRED_KEYS = ("R@1", "R@3", "R@5")
 PAIRED_REFERENCE = "qr"
+# the CPU default's ranker (full prompt, shipped adapter, refine): what a new variant must hold up against
+DEFAULT_REFERENCE = "qr_trained_refine"
 
 
 def _paired(with_gold: Sequence[dict[str, Any]], names: Sequence[str], configs: dict[str, Any],
             n_boot: int) -> Optional[dict[str, Any]]:
-    """Every configuration against ``qr`` and against the best first stage (by mean R@1), on the questions
+    """Every configuration against ``qr``, the CPU default's ranker (when the run has it) and the best first
+    stage (by mean R@1), on the questions
     both scored: mean per-question difference with a paired bootstrap interval and the questions won and
     lost. Pairing removes the spread between questions, which the intervals of the main table keep, so a
     difference that those intervals cannot show can still be told from zero here."""
     first = [n for n in names if n in FIRST_STAGE and configs.get(n, {}).get("n")]
     best = max(first, key=lambda n: configs[n]["recall"]["R@1"]["mean"]) if first else None
-    references = [r for r in (PAIRED_REFERENCE, best) if r and configs.get(r, {}).get("n")]
+    references = [r for r in (PAIRED_REFERENCE, DEFAULT_REFERENCE, best) if r and configs.get(r, {}).get("n")]
     if not references or len(names) < 2:
         return None
     # one recall computation per (question, configuration), shared by both references
