@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Optional, Sequence
 
 from .chunk import Chunk
 from .text import HAN_IDEOGRAPH
@@ -54,6 +54,8 @@ class Citation:
     claim: str  # the answer sentence carrying the citation
     inferred: bool = False  # True: the model gave no citation; bookqa attributed the best-supporting passage
     answer_end: int = -1  # end offset, in the answer text, of the sentence that carries the citation
+    supported: Optional[bool] = None  # the citation check's verdict (citecheck.py); None: not checked
+    support: Optional[float] = None  # the checker's score, 0..1
 
 
 @dataclass
@@ -63,6 +65,7 @@ class ParsedAnswer:
     invalid_numbers: list[int] = field(default_factory=list)  # cited but never provided
     uncited_sentences: list[str] = field(default_factory=list)
     uncited_ends: list[int] = field(default_factory=list)  # where each uncited sentence ends in ``text``
+    checked_by: str = ""  # the citation checker that set each citation's ``supported`` ("" = none)
 
 
 def evidence_in_document_order(ranked: Sequence[Evidence]) -> list[Evidence]:
@@ -212,6 +215,14 @@ def _best_sentence(chunk: Chunk, claim: str) -> tuple[int, int]:
     return best
 
 
+def cite(ev: Evidence, claim: str, answer_end: int, inferred: bool = False) -> Citation:
+    """A citation of passage ``ev`` for ``claim``, quoting the chunk sentence that best matches it."""
+    qs, qe = _best_sentence(ev.chunk, claim)
+    return Citation(number=ev.number, chunk_id=ev.chunk.id, start=ev.chunk.start, end=ev.chunk.end,
+                    quote_start=qs, quote_end=qe, quote=ev.chunk.text[qs - ev.chunk.start:qe - ev.chunk.start],
+                    location=ev.chunk.location, claim=claim, inferred=inferred, answer_end=answer_end)
+
+
 def parse_citations(answer: str, evidence: Sequence[Evidence], min_words: int = 3) -> ParsedAnswer:
     """Resolve every ``[n]`` in ``answer`` against the passages that were provided. An uncited sentence
     of at least ``min_words`` words is listed as uncited (a short answer's phrase counts from one word)."""
@@ -236,12 +247,7 @@ def parse_citations(answer: str, evidence: Sequence[Evidence], min_words: int = 
             if (n, claim) in seen:
                 continue
             seen.add((n, claim))
-            qs, qe = _best_sentence(ev.chunk, claim)
-            quote = ev.chunk.text[qs - ev.chunk.start:qe - ev.chunk.start]
-            result.citations.append(Citation(
-                number=n, chunk_id=ev.chunk.id, start=ev.chunk.start, end=ev.chunk.end,
-                quote_start=qs, quote_end=qe, quote=quote, location=ev.chunk.location, claim=claim,
-                answer_end=s + len(sentence.rstrip())))
+            result.citations.append(cite(ev, claim, answer_end=s + len(sentence.rstrip())))
     return result
 
 
@@ -261,12 +267,7 @@ def attribute_uncited(parsed: ParsedAnswer, evidence: Sequence[Evidence], min_su
         scored = sorted(((_support(e.chunk, claim), e.number, e) for e in evidence), key=lambda t: (-t[0], t[1]))
         if not scored or scored[0][0] < min_support:
             continue
-        ev = scored[0][2]
-        qs, qe = _best_sentence(ev.chunk, claim)
-        parsed.citations.append(Citation(
-            number=ev.number, chunk_id=ev.chunk.id, start=ev.chunk.start, end=ev.chunk.end, quote_start=qs,
-            quote_end=qe, quote=ev.chunk.text[qs - ev.chunk.start:qe - ev.chunk.start],
-            location=ev.chunk.location, claim=claim, inferred=True, answer_end=end))
+        parsed.citations.append(cite(scored[0][2], claim, answer_end=end, inferred=True))
     return parsed
 
 

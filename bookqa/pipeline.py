@@ -81,12 +81,13 @@ def answer_from(generator, question: str, chunks: Sequence[Chunk], ranked: Seque
                 title: str, top_n: int, max_tokens: int, stream: bool = False,
                 on_token: Optional[Callable[[str], None]] = None,
                 messages: Optional[Callable[[list[Evidence]], list]] = None, parse: bool = True,
-                style: str = "prose") -> DraftedAnswer:
+                style: str = "prose", checker=None) -> DraftedAnswer:
     """The tail of answering: the top ``top_n`` of ``ranked`` ((chunk id, score), best first) in document
     order → the prompt (``messages(evidence)``, default the cited-answer prompt) → the generator (streamed
     to ``on_token`` with ``stream``) → ``[n]`` citations resolved, uncited sentences attributed. ``style``
-    is the answer style (answer.ANSWER_STYLES); it sets the prompt and the token budget. ``ask`` and the
-    evaluation's answers both run it."""
+    is the answer style (answer.ANSWER_STYLES); it sets the prompt and the token budget. ``checker``
+    (citecheck.py) marks each citation supported or not, and drops attributions it cannot back. ``ask``
+    and the evaluation's answers both run it."""
     chosen = [Evidence(number=0, chunk=chunks[cid], score=float(score), rank=r)
               for r, (cid, score) in enumerate(ranked[:top_n], 1)]
     evidence = evidence_in_document_order(chosen)
@@ -110,7 +111,26 @@ def answer_from(generator, question: str, chunks: Sequence[Chunk], ranked: Seque
     t = time.perf_counter()
     parsed = attribute_uncited(parse_citations(text, evidence, min_words=1 if style == "short" else 3),
                                evidence) if parse else None
+    if parsed is not None and checker is not None and text and not is_refusal(text):
+        from .citecheck import check_citations
+
+        parsed = check_citations(parsed, evidence, question, checker)
     return DraftedAnswer(text, evidence, parsed, seconds, time.perf_counter() - t, prompt_tokens, completion_tokens)
+
+
+def citation_checker(settings: Settings, generator):
+    """The citation checker ``settings.citation_check`` names (None when off); the judge is the answer's
+    own generator, the embedder the book's dense embedder."""
+    from .citecheck import get_checker
+
+    def embedder():
+        from .retrieve.dense import load_embedder
+        from .weights import resolve_device
+
+        return load_embedder(settings.embed_model, resolve_device(settings.device), settings.threads,
+                             settings.embed_window_overlap)
+
+    return get_checker(settings.citation_check, generator=generator, embedder_factory=embedder)
 
 
 def _snippet(text: str, n: int = 160) -> str:
@@ -217,7 +237,7 @@ def ask(book: Book, question: str, settings: Optional[Settings] = None, *, k: Op
 
     drafted = answer_from(generator, question, chunks, [(r.chunk_id, r.score) for r in ranked], title=book.title,
                           top_n=top_n, max_tokens=settings.answer_max_tokens, stream=True, on_token=on_token,
-                          style=settings.answer_style)
+                          style=settings.answer_style, checker=citation_checker(settings, generator))
     answer, evidence, parsed = drafted.text, drafted.evidence, drafted.parsed
     timings["generate"] = drafted.seconds
     timings["cite"] = drafted.cite_seconds
@@ -230,6 +250,10 @@ def ask(book: Book, question: str, settings: Optional[Settings] = None, *, k: Op
                         "larger -k")
     elif not parsed.citations:
         warnings.append("the answer cites no passage; treat it with care (the ranked passages are listed)")
+    elif any(c.supported is False for c in parsed.citations):
+        failed = sorted({c.number for c in parsed.citations if c.supported is False})
+        warnings.append("the citation check found no support in " + ", ".join(f"[{n}]" for n in failed)
+                        + " for the sentence citing it (marked unsupported)")
     elif any(c.inferred for c in parsed.citations):
         warnings.append("the generator left some sentences uncited; bookqa attributed them to the passage that "
                         "best supports them (marked as inferred)")
@@ -241,4 +265,5 @@ def ask(book: Book, question: str, settings: Optional[Settings] = None, *, k: Op
         warnings=warnings,
         info={"candidates": len(candidates), "method": method, "reranked": rerank, "qr_mode": qr_mode,
               "answer_style": settings.answer_style, "refused": refused,
+              "citation_check": parsed.checked_by or "off",
               "generator": getattr(generator, "model_id", type(generator).__name__)})

@@ -161,3 +161,70 @@ def test_a_short_answer_is_attributed_and_a_refusal_is_not():
         assert parse_citations(text, ev, min_words=1).uncited_sentences == []  # nothing to attribute
     for text in ("Culverton Smith [3]", "He mentioned the gas", "Watson"):
         assert not is_refusal(text), text
+
+
+# --- checked citations ------------------------------------------------------------------------------
+class _Verdicts:
+    """A checker with fixed verdicts per passage text fragment (the check's logic is under test here; the
+    real judge and embedder are measured by the answers bench)."""
+
+    name = "fixed"
+    threshold = 0.5
+
+    def __init__(self, backed: dict[str, set[str]]):
+        self.backed, self.calls = backed, []
+
+    def support(self, question, claim, passage):
+        self.calls.append((claim, passage[:12]))
+        return 1.0 if any(key in passage for key in self.backed.get(claim, ())) else 0.0
+
+
+def test_checked_citations_mark_unsupported_model_citations_and_repoint_or_drop_attributions():
+    from bookqa.answer import attribute_uncited
+    from bookqa.citecheck import check_citations
+
+    ev = _evidence()
+    answer = "Smith confessed in the dark room [1]. Watson rushed to his friend's side. The gas was turned up here."
+    parsed = attribute_uncited(parse_citations(answer, ev), ev)
+    claims = [c.claim for c in parsed.citations]
+    assert claims[0] == "Smith confessed in the dark room." and any(c.inferred for c in parsed.citations)
+    checker = _Verdicts({"Smith confessed in the dark room.": {"Culverton"},  # backed by passage 3, cited [1]
+                         "Watson rushed to his friend's side.": {"Watson"}})
+    checked = check_citations(parsed, ev, "Who confessed?", checker)
+    by_claim = {c.claim: c for c in checked.citations}
+    model = by_claim["Smith confessed in the dark room."]
+    assert model.number == 1 and model.supported is False and not model.inferred  # kept, marked
+    assert by_claim["Watson rushed to his friend's side."].supported is True
+    # the gas sentence: attributed by word overlap, backed by no passage -> dropped, listed as uncited
+    assert "The gas was turned up here." not in by_claim and "The gas was turned up here." in checked.uncited_sentences
+    assert checked.checked_by == "fixed"
+    assert len(checker.calls) == len(set(checker.calls))  # each (claim, passage) judged once
+
+
+def test_an_attribution_that_fails_moves_to_a_passage_that_backs_it():
+    from bookqa.answer import attribute_uncited
+    from bookqa.citecheck import check_citations
+
+    ev = _evidence()
+    parsed = attribute_uncited(parse_citations("Holmes lay dying in Baker Street.", ev), ev)
+    assert [c.number for c in parsed.citations] == [1]
+    checked = check_citations(parsed, ev, "Where?", _Verdicts({"Holmes lay dying in Baker Street.": {"Culverton"}}))
+    assert [(c.number, c.inferred, c.supported) for c in checked.citations] == [(3, True, True)]
+    assert checked.citations[0].quote.startswith("Culverton")
+
+
+def test_short_claims_are_judged_with_their_question():
+    from bookqa.citecheck import claim_text, get_checker
+
+    assert claim_text("Who were the two bad mice?", "Lucinda and Jane") == "Who were the two bad mice? Lucinda and Jane"
+    long = "Tom Thumb and Hunca Munca broke the dolls' dinner in the house."
+    assert claim_text("Who?", long) == long
+    assert get_checker("off") is None
+    import pytest
+
+    from bookqa.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        get_checker("judge")
+    with pytest.raises(ConfigError):
+        get_checker("oracle", generator=object())

@@ -190,6 +190,16 @@ def test_no_gold_questions_are_counted_and_skip_recall_only_configs(esettings, t
     assert report["configs"]["bm25"]["n"] == report["counts"]["with_gold"] == 2
 
 
+def test_rank_all_ranks_no_gold_questions_and_recall_still_leaves_them_out(esettings, tmp_path):
+    data = load_dataset("narrativeqa", EVAL / "narrativeqa_jsonl")
+    rows = _runner(data, ["bm25", "hybrid"], esettings, tmp_path / "out", rank_all=True).run()
+    brother = next(r for r in rows.values() if "brother" in r["question"])
+    assert brother["gold"]["chunk_ids"] == [] and set(brother["configs"]) == {"bm25", "hybrid"}
+    assert brother["configs"]["bm25"]["chunk_ids"]  # a real ranking the answers bench can read
+    report = json.loads((tmp_path / "out" / "narrativeqa-report.json").read_text())
+    assert report["counts"]["excluded_no_gold"] == 1 and report["configs"]["bm25"]["n"] == 2
+
+
 def test_answers_require_their_configuration(esettings, tmp_path):
     data = load_dataset("quality", EVAL / "quality" / "quality_mini.jsonl")
     with pytest.raises(ConfigError, match="not in this run"):

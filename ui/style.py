@@ -22,11 +22,13 @@ button.bq-cite { display: inline; border: 1px solid #9db4e0; background: #eef3fb
   border-radius: 4px; padding: 0 3px; margin: 0 1px; font-size: 0.85em; cursor: pointer; line-height: 1.3; }
 button.bq-cite:hover, button.bq-cite.bq-active { background: #1d4ed8; color: white; }
 button.bq-cite.bq-inferred { border-style: dashed; }
+button.bq-cite.bq-unsupported { border-color: #a11d1d; color: #a11d1d; text-decoration: line-through dotted; }
 .bq-cite-bad { text-decoration: line-through; color: #9ca3af; font-size: 0.85em; }
 .bq-section { margin-top: 10px; }
 .bq-section h4, .bq-reader h4, .bq-tree h4 { margin: 8px 0 4px; }
 .bq-evidence { margin: 0; padding-left: 18px; }
-.bq-cited { color: #1d5e35; }
+.bq-cited, .bq-cited-supported { color: #1d5e35; }
+.bq-cited-unsupported { color: #a11d1d; font-weight: 600; }
 .bq-not-cited { color: #6b7280; }
 tr.bq-given td { background: #f3f7fd; }
 .bq-timings { font-size: 0.9em; color: #374151; }

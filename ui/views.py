@@ -148,6 +148,10 @@ def _sentence_end(citation: dict[str, Any]) -> int:
 
 
 def _marker(idx: int, c: dict[str, Any]) -> str:
+    if c.get("supported") is False:  # the citation check found no support: shown, never passed off as backed
+        return (f'<button type="button" class="bq-cite bq-unsupported" data-cite="{idx}" title="{esc(c.get("location", ""))}'
+                f' — unsupported: the citation check found nothing in this passage that backs the sentence">'
+                f'[{c["number"]}]</button>')
     if c.get("inferred"):
         return (f'<button type="button" class="bq-cite bq-inferred" data-cite="{idx}" title="{esc(c.get("location", ""))}'
                 f' — inferred: the model did not cite this sentence; bookqa attributed the passage that best '
@@ -232,13 +236,18 @@ def evidence_list(evidence: Sequence[dict[str, Any]], citations: Sequence[dict[s
     if not evidence:
         return ""
     cited = {c["number"] for c in citations}
+    unsupported = {c["number"] for c in citations if c.get("supported") is False}
+    supported = {c["number"] for c in citations if c.get("supported") is True}
     items = []
     for e in evidence:
-        flag = "cited" if e["number"] in cited else "not cited"
+        n = e["number"]
+        flag = ("cited, supported" if n in supported else "cited, unsupported" if n in unsupported
+                else "cited" if n in cited else "not cited")
         items.append(
             f'<li><button type="button" class="bq-cite" data-evidence="{e["number"]}">[{e["number"]}]</button> '
             f'{esc(e.get("location", ""))} · characters {e["start"]:,}–{e["end"]:,} · QR rank {e.get("rank")} · '
-            f'score {float(e.get("score", 0.0)):.4f} · <span class="bq-{flag.replace(" ", "-")}">{flag}</span></li>')
+            f'score {float(e.get("score", 0.0)):.4f} · <span class="bq-{flag.replace(", ", "-").replace(" ", "-")}">'
+            f'{flag}</span></li>')
     return ('<div class="bq-section"><h4>Passages given to the generator</h4><ul class="bq-evidence">'
             + "".join(items) + "</ul></div>")
 

@@ -79,9 +79,10 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     if result.cited_answer != result.answer:
         print(f"With inferred citations: {result.cited_answer}\n")
     cited = {c.number for c in result.citations}
-    print("Sources:")
+    unsupported = {c.number for c in result.citations if c.supported is False}
+    print("Sources:" + (" (! = cited, but the citation check found no support)" if unsupported else ""))
     for e in result.evidence:
-        mark = "*" if e.number in cited else " "
+        mark = "!" if e.number in unsupported else "*" if e.number in cited else " "
         quote = next((c.quote for c in result.citations if c.number == e.number), None)
         text = " ".join((quote or e.chunk.text).split())
         if len(text) > 300:

@@ -47,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--answers", dest="answers", action="store_true", default=None,
                    help="generate and score answers (default for narrativeqa, locomo, quality, detectiveqa)")
     p.add_argument("--no-answers", dest="answers", action="store_false", help="retrieval metrics only")
+    p.add_argument("--rank-all", action="store_true",
+                   help="run every configuration on questions without gold chunks too (recall leaves them out; "
+                        "bookqa eval-answers reads their rankings)")
     p.add_argument("--answer-config", default="qr", help="configuration whose top evidence the generator reads (default qr)")
     p.add_argument("--exclude-ids", nargs="+", type=Path, metavar="FILE",
                    help="leave out these questions: files with one id per line, or seed JSONL rows with an 'id' "
@@ -146,7 +149,8 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
           file=sys.stderr)
     progress = TqdmProgress(quiet=args.quiet)
     run_options = dict(k=k, answers=answers, answer_config=args.answer_config, resume=args.resume, progress=progress,
-                       show_bar=not args.quiet, meta=meta, shuffle_check=args.shuffle_check, shuffle_seed=args.seed)
+                       show_bar=not args.quiet, meta=meta, shuffle_check=args.shuffle_check, shuffle_seed=args.seed,
+                       rank_all=args.rank_all)
     if args.ray is not None:
         import functools
 

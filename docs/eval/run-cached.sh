@@ -5,6 +5,7 @@
 # filled lazily in the evaluation library, as `bookqa ask` fills it. Resumable: stop and start at will.
 #   qr_cached / qr_cascade                  the plain shipped heads over cached chunks / + full prompt over the top 10
 #   qr_trained_cached / qr_trained_cascade  the same with the shipped adapter (the CPU default's ranker)
+# EXTRA adds eval options, e.g. EXTRA=--rank-all to rank the questions without gold chunks too (for eval-answers).
 set -euo pipefail
 
 main() {
@@ -16,7 +17,7 @@ main() {
     export BOOKQA_QR_CACHE_DTYPE=${BOOKQA_QR_CACHE_DTYPE:-bfloat16} BOOKQA_QR_CASCADE_TOP=${BOOKQA_QR_CASCADE_TOP:-10}
     BQ=".venv/bin/python -m bookqa"
     T="--trained ${TRAINED:-qwen2.5-coder-0.5b-qr-lora}"
-    X="--exclude-ids docs/eval/qr-head-detection-ids.txt"
+    X="--exclude-ids docs/eval/qr-head-detection-ids.txt ${EXTRA:-}"
     C=${CONFIGS:-qr,qr_trained,qr_trained_refine,qr_cached,qr_trained_cached,qr_cascade,qr_trained_cascade}
     for ds in ${DATASETS:-locomo musique narrativeqa}; do
         case $ds in

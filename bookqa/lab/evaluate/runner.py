@@ -190,7 +190,8 @@ class Runner:
     def __init__(self, data: EvalData, selection: Selection, configs: Sequence[Config], settings: Settings,
                  out_dir: Path, k: int, answers: bool = False, answer_config: str = "qr", generator=None,
                  resume: bool = False, progress: Progress = no_progress, show_bar: bool = True,
-                 meta: Optional[dict[str, Any]] = None, shuffle_check: bool = False, shuffle_seed: int = 0):
+                 meta: Optional[dict[str, Any]] = None, shuffle_check: bool = False, shuffle_seed: int = 0,
+                 rank_all: bool = False):
         self.data = data
         self.selection = selection
         self.configs = list(configs)
@@ -211,6 +212,9 @@ class Runner:
         self.shuffle_check = shuffle_check
         self.shuffle_seed = int(shuffle_seed)
         self.shuffled_calls: dict[str, int] = {}
+        # Rank questions without gold chunks too: recall leaves them out, but answers judged downstream
+        # (bookqa eval-answers) read every question's ranking.
+        self.rank_all = rank_all
         names = [c.name for c in self.configs]
         if answers and answer_config not in names:
             raise ConfigError(f"answers use configuration {answer_config!r}, which is not in this run "
@@ -257,9 +261,9 @@ class Runner:
         return [c for c in self.configs if c.order_sensitive and c.name in wanted and c.name not in done]
 
     def _wanted(self, has_gold: bool) -> list[str]:
-        """Configurations to run for a question: all when it has gold chunks (recall needs them),
-        otherwise only those its answer needs."""
-        if has_gold:
+        """Configurations to run for a question: all when it has gold chunks (recall needs them) or the
+        run ranks every question, otherwise only those its answer needs."""
+        if has_gold or self.rank_all:
             return [c.name for c in self.configs]
         return [c.name for c in self.configs if c.name in self.answer_needs]
 

@@ -44,6 +44,7 @@ class WorkerSpec:
     answer_config: str
     shuffle_check: bool
     shuffle_seed: int
+    rank_all: bool = False
 
 
 class EvalWorker:
@@ -60,7 +61,7 @@ class EvalWorker:
             s = self.spec
             self.runner = Runner(s.data, s.selection, s.make_configs(), s.settings, s.out_dir, k=s.k,
                                  answers=s.answers, answer_config=s.answer_config, resume=True, show_bar=False,
-                                 shuffle_check=s.shuffle_check, shuffle_seed=s.shuffle_seed)
+                                 shuffle_check=s.shuffle_check, shuffle_seed=s.shuffle_seed, rank_all=s.rank_all)
             for config in self.runner.configs:
                 config.setup()
         return self.runner
@@ -102,7 +103,7 @@ class RayRunner(Runner):
         if not docs:
             return
         spec = WorkerSpec(self.data, self.selection, self.make_configs, self.settings, self.out_dir, self.k,
-                          self.answers, self.answer_config, self.shuffle_check, self.shuffle_seed)
+                          self.answers, self.answer_config, self.shuffle_check, self.shuffle_seed, self.rank_all)
         self.parts_dir.mkdir(parents=True, exist_ok=True)
         with connected(self.ray) as ray:
             counter = done_counter(ray)
