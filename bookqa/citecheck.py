@@ -10,7 +10,9 @@ the phrase alone claims nothing.
 
 Checkers sit behind a registry with one method, ``support(question, claim, passage) -> float`` in 0..1:
 ``judge`` asks a generator whether the passage states the answer (one token, yes or no), ``embedder``
-takes the best cosine between the claim and the passage's sentences. ``off`` keeps today's behaviour.
+takes the best cosine between the claim and the passage's sentences, ``both`` backs a citation only when
+the two agree (a small judge says yes too easily, a cosine rewards shared topic; each catches cases the
+other lets through). ``off`` keeps today's behaviour.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from typing import Callable, Optional, Protocol, Sequence
 from .answer import Citation, Evidence, ParsedAnswer, cite, split_sentences
 from .errors import ConfigError
 
-CHECKERS = ("off", "judge", "embedder")
+CHECKERS = ("off", "judge", "embedder", "both")
 SHORT_CLAIM_WORDS = 6  # a claim shorter than this is judged with its question ("Lucinda and Jane")
 
 _JUDGE_SYSTEM = ("You check answers against a passage. Reply with one word: yes if the passage itself states the "
@@ -71,6 +73,33 @@ class EmbedderChecker:
         return float(max(0.0, (vectors[1:] @ vectors[0]).max()))
 
 
+class BothChecker:
+    """Supported only when every checker says so: the support is the lowest of their supports, each
+    first scaled so that its own threshold maps to 0.5."""
+
+    name = "both"
+    threshold = 0.5
+
+    def __init__(self, checkers: Sequence[SupportChecker]):
+        self.checkers = list(checkers)
+
+    def support(self, question: str, claim: str, passage: str) -> float:
+        scores = []
+        for checker in self.checkers:  # the cheap embedder first: a no there spares the judge's call
+            value = checker.support(question, claim, passage)
+            scores.append(_scaled(value, checker.threshold))
+            if scores[-1] < self.threshold:
+                break
+        return min(scores)
+
+
+def _scaled(value: float, threshold: float) -> float:
+    """``value`` in 0..1 mapped so that ``threshold`` lands on 0.5 (piecewise linear)."""
+    if value >= threshold:
+        return 0.5 + 0.5 * (value - threshold) / max(1e-9, 1.0 - threshold)
+    return 0.5 * value / max(1e-9, threshold)
+
+
 def claim_text(question: str, claim: str) -> str:
     return f"{question} {claim}" if len(claim.split()) < SHORT_CLAIM_WORDS else claim
 
@@ -88,6 +117,10 @@ def get_checker(name: str, *, generator=None, embedder_factory: Optional[Callabl
         if embedder_factory is None:
             raise ConfigError("the embedder citation check needs an embedder")
         checker = EmbedderChecker(embedder_factory())
+    elif name == "both":
+        if generator is None or embedder_factory is None:
+            raise ConfigError("the both citation check needs a generator and an embedder")
+        checker = BothChecker([EmbedderChecker(embedder_factory()), JudgeChecker(generator)])
     else:
         raise ConfigError(f"citation_check must be one of {', '.join(CHECKERS)}, got {name!r}")
     if threshold is not None:
@@ -116,6 +149,9 @@ def check_citations(parsed: ParsedAnswer, evidence: Sequence[Evidence], question
     for c in parsed.citations:
         checked = judged(by_number[c.number], c)
         if checked.inferred and not checked.supported:
+            # bookqa's own attribution moves only to a passage that passes; a model's citation is never
+            # "corrected" beside: a small judge's yes to another passage is the least reliable verdict
+            # (it backs "Lucinda and Jane" as the two bad mice on the passage naming the two dolls)
             others = (judged(e, cite(e, c.claim, c.answer_end, inferred=True)) for e in evidence if e.number != c.number)
             checked = next((o for o in others if o.supported), None)
             if checked is None:

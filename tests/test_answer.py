@@ -194,6 +194,7 @@ def test_checked_citations_mark_unsupported_model_citations_and_repoint_or_drop_
     by_claim = {c.claim: c for c in checked.citations}
     model = by_claim["Smith confessed in the dark room."]
     assert model.number == 1 and model.supported is False and not model.inferred  # kept, marked
+    assert [c.number for c in checked.citations if c.claim == model.claim] == [1]  # nothing "corrected" beside
     assert by_claim["Watson rushed to his friend's side."].supported is True
     # the gas sentence: attributed by word overlap, backed by no passage -> dropped, listed as uncited
     assert "The gas was turned up here." not in by_claim and "The gas was turned up here." in checked.uncited_sentences
@@ -228,3 +229,25 @@ def test_short_claims_are_judged_with_their_question():
         get_checker("judge")
     with pytest.raises(ConfigError):
         get_checker("oracle", generator=object())
+
+
+def test_both_backs_a_citation_only_when_every_checker_does_and_asks_the_judge_only_when_needed():
+    from bookqa.citecheck import BothChecker
+
+    class Fixed:
+        def __init__(self, value, threshold):
+            self.value, self.threshold, self.calls = value, threshold, 0
+
+        def support(self, question, claim, passage):
+            self.calls += 1
+            return self.value
+
+    cosine, judge = Fixed(0.62, 0.5), Fixed(1.0, 0.5)
+    both = BothChecker([cosine, judge])
+    assert both.support("q", "c", "p") >= both.threshold and judge.calls == 1
+    judge.value = 0.0
+    assert both.support("q", "c", "p") < both.threshold
+    low, judge2 = Fixed(0.31, 0.5), Fixed(1.0, 0.5)
+    assert BothChecker([low, judge2]).support("q", "c", "p") < 0.5 and judge2.calls == 0  # the cosine said no first
+    # each checker's own threshold maps to 0.5
+    assert BothChecker([Fixed(0.3, 0.3)]).support("q", "c", "p") == 0.5

@@ -16,7 +16,9 @@ def test_variant_specs_parse_and_refuse_nonsense():
     assert (v.name, v.model, v.style, v.evidence, v.top, v.generator) == ("big", "qwen2.5-coder-1.5b", "prose", "bm25", 5, "local")
     remote = Variant.parse("r=generator:remote,base_url:http://127.0.0.1:8011/v1,model:m")
     assert remote.base_url == "http://127.0.0.1:8011/v1" and remote.style == "short"
-    for bad in ("noequals", "x=colour:red", "x=style:essay", "x=top:0", "=style:short"):
+    assert Variant.parse("c=check:judge").check == "judge" and v.check == "off"
+    assert Variant.parse("c=check:judge").unchecked() == Variant(name="other").unchecked()
+    for bad in ("noequals", "x=colour:red", "x=style:essay", "x=top:0", "=style:short", "x=check:vibes"):
         with pytest.raises(ConfigError):
             Variant.parse(bad)
 
@@ -26,8 +28,8 @@ def _row(qid, gold, category=1):
             "gold": {"chunk_ids": gold}, "configs": {"bm25": {"chunk_ids": [1, 2, 3]}}, "book": {"id": "b"}}
 
 
-def _answer(qid, variant, f1, cites, refused=False):
-    return {"qid": qid, "variant": variant, "text": "t", "citations": cites, "refused": refused,
+def _answer(qid, variant, f1, cites, refused=False, evidence=(1, 2, 3)):
+    return {"qid": qid, "variant": variant, "text": "t", "citations": cites, "refused": refused, "evidence": list(evidence),
             "scores": {"f1": f1, "em": 0.0, "rougeL": f1, "locomo_f1": f1}, "seconds": 1.0, "prompt_seconds": 0.8,
             "write_seconds": 0.2, "prompt_tokens": 700, "answer_tokens": 5, "rss_mb": 900.0, "generator": "g"}
 
@@ -55,7 +57,28 @@ def test_summary_pairs_variants_and_measures_citation_precision():
     pair = s["paired"]["new"]
     assert pair["n"] == 2 and pair["f1"]["mean"] == pytest.approx(0.5) and (pair["f1"]["won"], pair["f1"]["lost"]) == (1, 0)
     md = render(s)
-    assert "| new | 2 | 50.0 [" in md and "Citation precision" in md and "LoCoMo F1 by category" in md
+    assert "| new | 2 | 50.0 [" in md and "Citations against gold evidence" in md and "LoCoMo F1 by category" in md
+    # recall: gold among the passages read (a: {1}, b: {2}) that a citation points at
+    assert base["citation_recall"]["mean"] == pytest.approx(0.5) and new["citation_recall"]["mean"] == 1.0
+
+
+def test_a_checked_variant_counts_only_supported_citations_and_pairs_their_precision():
+    rows = [_row("a", [1]), _row("b", [2])]
+    cite = lambda cid, ok=None: {"chunk_id": cid, "inferred": False, **({} if ok is None else {"supported": ok})}  # noqa: E731
+    done = {("a", "base"): _answer("a", "base", 0.5, [cite(1), cite(3)]),
+            ("b", "base"): _answer("b", "base", 0.5, [cite(3)]),
+            ("a", "checked"): {**_answer("a", "checked", 0.5, [cite(1, True), cite(3, False)]), "check": "judge",
+                               "check_seconds": 0.4},
+            ("b", "checked"): {**_answer("b", "checked", 0.5, [cite(3, False)]), "check": "judge", "check_seconds": 0.2}}
+    s = summarize(rows, [Variant(name="base"), Variant(name="checked", check="judge")], done)
+    checked = s["variants"]["checked"]
+    # a: the unsupported [3] is not shown as backing -> 1/1; b: nothing shown -> no precision for b
+    assert checked["citation_precision"]["all"]["mean"] == 1.0 and checked["citation_precision"]["all"]["n"] == 1
+    assert checked["unsupported_share"] == pytest.approx(2 / 3) and checked["citation_recall"]["mean"] == pytest.approx(0.5)
+    pair = s["paired"]["checked"]["citation_precision"]
+    assert pair["n"] == 1 and pair["mean"] == pytest.approx(0.5) and (pair["won"], pair["lost"]) == (1, 0)
+    md = render(s)
+    assert "| checked | judge | 100.0" in md and "67%" in md
 
 
 def test_stored_answers_survive_a_torn_last_line(tmp_path):

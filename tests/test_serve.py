@@ -329,7 +329,7 @@ def busy_api(models, tmp_path_factory):
 
     endless = str(Path(models["BOOKQA_GENERATOR_MODEL"]).with_name("tiny-gen-repeating.gguf"))
     settings = tiny_settings(tmp_path_factory.mktemp("busy-home"), {**models, "BOOKQA_GENERATOR_MODEL": endless},
-                             answer_max_tokens=3000, serve_queue=1)
+                             answer_max_tokens=3000, serve_queue=1, answer_style="prose")  # short stops at 48
     book = Library(settings).ingest(STORY, title="The Keeper of Gull Rock").book
     with serving(settings) as (base, app):
         yield base, app, book

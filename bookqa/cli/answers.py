@@ -19,10 +19,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", type=Path, help="a `bookqa eval --out` folder (its <dataset>.jsonl rows are read)")
     p.add_argument("--variant", dest="variants", action="append", required=True, metavar="NAME=key:value,...",
                    help="keys: generator (local|remote), model, base_url, style (prose|short), evidence (a stored "
-                        "configuration), top (passages); the first variant is the paired baseline. Repeat.")
+                        "configuration), top (passages), check (off|judge|embedder|both: citations checked); "
+                        "the first variant is the paired baseline. Repeat.")
     p.add_argument("--out", type=Path, help="output folder (default RUN_DIR/answers)")
     p.add_argument("--books-home", type=Path, help="where the evaluation's books are stored (default <home>/eval)")
     p.add_argument("--limit", type=int, help="only the first N stored questions (in file order)")
+    p.add_argument("--category", type=int, action="append", metavar="N",
+                   help="only questions of this category (LoCoMo: 5 is adversarial, whose answer is not in the "
+                        "conversation); repeat for several")
     p.add_argument("--report-only", action="store_true", help="rewrite the report from stored answers and stop")
     p.set_defaults(handler=cmd_eval_answers)
 
@@ -39,7 +43,8 @@ def cmd_eval_answers(args: argparse.Namespace, settings: Settings) -> int:
     if not files:
         raise InputError(f"{args.run_dir} holds no `bookqa eval` results (<dataset>.jsonl next to <dataset>-run.json)")
     rows = list(read_rows(files[0]).values())
-    rows = [r for r in rows if r.get("configs")][: args.limit or None]
+    rows = [r for r in rows if r.get("configs") and (not args.category or r.get("category") in args.category)]
+    rows = rows[: args.limit or None]
     variants = [Variant.parse(v) for v in args.variants]
     settings = eval_settings(settings, args.books_home)
     out = args.out or args.run_dir / "answers"

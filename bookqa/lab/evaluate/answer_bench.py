@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from ...answer import is_refusal
+from ...citecheck import CHECKERS
 from ...errors import ConfigError
 from ...fileio import write_json, write_text
 from ...progress import Progress, no_progress
@@ -35,7 +36,7 @@ from .datasets.locomo import CATEGORY_NAMES
 
 SEED = 0
 ANSWERS = "answers.jsonl"
-VARIANT_KEYS = ("generator", "model", "base_url", "style", "evidence", "top")
+VARIANT_KEYS = ("generator", "model", "base_url", "style", "evidence", "top", "check")
 
 
 @dataclass(frozen=True)
@@ -49,10 +50,11 @@ class Variant:
     style: str = "short"
     evidence: str = "qr_trained_refine"  # the stored configuration whose ranking supplies the passages
     top: int = 3
+    check: str = "off"  # citation check (citecheck.py): off | judge | embedder
 
     @classmethod
     def parse(cls, spec: str) -> "Variant":
-        """``NAME=key:value,key:value`` (keys: generator, model, base_url, style, evidence, top)."""
+        """``NAME=key:value,key:value`` (keys: generator, model, base_url, style, evidence, top, check)."""
         name, _, rest = spec.partition("=")
         if not name.strip() or not rest:
             raise ConfigError(f"variant {spec!r} must look like NAME=key:value,... (keys: {', '.join(VARIANT_KEYS)})")
@@ -66,7 +68,13 @@ class Variant:
         variant = cls(name=name.strip(), **values)
         if variant.style not in ("prose", "short") or variant.generator not in ("local", "remote") or variant.top < 1:
             raise ConfigError(f"variant {name}: style must be prose or short, generator local or remote, top >= 1")
+        if variant.check not in CHECKERS:
+            raise ConfigError(f"variant {name}: check must be one of {', '.join(CHECKERS)}")
         return variant
+
+    def unchecked(self) -> tuple:
+        """What makes the answer's text: a checked variant can reuse the text of an unchecked twin."""
+        return (self.generator, self.model, self.base_url, self.style, self.evidence, self.top)
 
     def settings(self, base: Settings) -> Settings:
         return base.replace(generator=self.generator, generator_model=self.model, answer_style=self.style,
@@ -93,29 +101,46 @@ def _rss_mb() -> float:
     return psutil.Process(os.getpid()).memory_info().rss / 2**20
 
 
-def answer_one(generator, row: dict[str, Any], book, variant: Variant, settings: Settings) -> dict[str, Any]:
-    """One answer to one stored question, timed from the request to the first token and after it."""
-    from ...pipeline import answer_from
+def answer_one(generator, row: dict[str, Any], book, variant: Variant, settings: Settings, checker=None,
+               reuse: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """One answer to one stored question, timed from the request to the first token and after it. With
+    ``reuse`` (the stored answer of the unchecked twin variant: generation is greedy, so the text is the
+    one this variant would write) only the citations are made again, and checked."""
+    from ...pipeline import answer_from, choose_evidence, cite_answer
 
     ranked = row["configs"][variant.evidence]["chunk_ids"]
-    first: list[float] = []
-    t0 = time.perf_counter()
-    drafted = answer_from(generator, row["question"], book.chunks, [(int(c), 0.0) for c in ranked], title=book.title,
-                          top_n=variant.top, max_tokens=settings.answer_max_tokens, stream=True,
-                          on_token=lambda _p: first or first.append(time.perf_counter()), style=variant.style)
-    ttft = (first[0] - t0) if first else drafted.seconds
-    parsed = drafted.parsed
-    prompt_text = "\n".join(m["content"] for m in _messages(row["question"], drafted.evidence, book.title, variant.style))
-    answer = {"qid": str(row["qid"]), "variant": variant.name, "text": drafted.text,
-              "evidence": [int(c) for c in ranked[:variant.top]],
-              "citations": [{k: v for k, v in asdict(c).items() if k != "quote"} for c in parsed.citations],
-              "invalid_citations": parsed.invalid_numbers, "refused": is_refusal(drafted.text),
-              "seconds": round(drafted.seconds, 4), "prompt_seconds": round(ttft, 4),
-              "write_seconds": round(max(0.0, drafted.seconds - ttft), 4),
-              "prompt_tokens": generator.count_tokens(prompt_text),
-              "answer_tokens": generator.count_tokens(drafted.text) if drafted.text else 0,
-              "generator": getattr(generator, "model_id", type(generator).__name__), "rss_mb": round(_rss_mb(), 1)}
-    answer["scores"] = score_answer(row["dataset"], row, {"text": drafted.text})
+    if reuse is not None:
+        evidence = choose_evidence(book.chunks, [(int(c), 0.0) for c in ranked], variant.top)
+        text = reuse["text"]
+        t0 = time.perf_counter()
+        parsed = cite_answer(text, evidence, row["question"], style=variant.style, checker=checker)
+        answer = {k: reuse[k] for k in ("seconds", "prompt_seconds", "write_seconds", "prompt_tokens", "answer_tokens",
+                                        "generator", "rss_mb")}
+        answer["reused_from"] = reuse["variant"]
+    else:
+        first: list[float] = []
+        t0 = time.perf_counter()
+        drafted = answer_from(generator, row["question"], book.chunks, [(int(c), 0.0) for c in ranked],
+                              title=book.title, top_n=variant.top, max_tokens=settings.answer_max_tokens, stream=True,
+                              on_token=lambda _p: first or first.append(time.perf_counter()), style=variant.style,
+                              checker=checker)
+        ttft = (first[0] - t0) if first else drafted.seconds
+        text, parsed, evidence = drafted.text, drafted.parsed, drafted.evidence
+        prompt_text = "\n".join(m["content"] for m in _messages(row["question"], evidence, book.title, variant.style))
+        answer = {"seconds": round(drafted.seconds, 4), "prompt_seconds": round(ttft, 4),
+                  "write_seconds": round(max(0.0, drafted.seconds - ttft), 4),
+                  "prompt_tokens": generator.count_tokens(prompt_text),
+                  "answer_tokens": generator.count_tokens(text) if text else 0,
+                  "generator": getattr(generator, "model_id", type(generator).__name__), "rss_mb": round(_rss_mb(), 1)}
+        t0 = t0 + drafted.seconds  # what follows the generation: parsing and checking
+    answer.update({"qid": str(row["qid"]), "variant": variant.name, "text": text,
+                   "evidence": [int(c) for c in ranked[:variant.top]],
+                   "citations": [{k: v for k, v in asdict(c).items() if k != "quote"} for c in parsed.citations],
+                   "invalid_citations": parsed.invalid_numbers, "refused": is_refusal(text)})
+    if checker is not None:
+        answer["check"] = variant.check
+        answer["check_seconds"] = round(time.perf_counter() - t0, 4)
+    answer["scores"] = score_answer(row["dataset"], row, {"text": text})
     return answer
 
 
@@ -147,15 +172,20 @@ class AnswerBench:
             if not todo:
                 continue
             from ...generate import get_generator
+            from ...pipeline import citation_checker
 
             settings = variant.settings(self.settings)
             generator = get_generator(settings)
+            checker = citation_checker(settings.replace(citation_check=variant.check), generator)
+            twins = [t.name for t in self.variants if t.check == "off" and t.unchecked() == variant.unchecked()
+                     and variant.check != "off"]
             for i, row in enumerate(todo):
                 self.progress(f"answers {variant.name}", i, len(todo))
                 book_id = row["book"]["id"]
                 if book_id not in books:
                     books[book_id] = self.library.resolve(book_id)
-                answer = answer_one(generator, row, books[book_id], variant, settings)
+                reuse = next((done[str(row["qid"]), t] for t in twins if (str(row["qid"]), t) in done), None)
+                answer = answer_one(generator, row, books[book_id], variant, settings, checker=checker, reuse=reuse)
                 with open(path, "a", encoding="utf-8") as fh:  # one line per answer: a kill loses one answer
                     fh.write(json.dumps(answer, ensure_ascii=False) + "\n")
                     fh.flush()
@@ -177,17 +207,37 @@ class AnswerBench:
 
 
 # --- the report ---------------------------------------------------------------------------------------
+def _shown(citations: Iterable[dict], inferred: Optional[bool] = None) -> list[dict]:
+    """The citations a reader is shown as backing their sentence: not marked unsupported by a check."""
+    return [c for c in citations if c.get("supported") is not False and (inferred is None or bool(c.get("inferred")) == inferred)]
+
+
+def _gold(rows_by_qid: dict[str, dict], qid: str) -> set:
+    return set((rows_by_qid[qid].get("gold") or {}).get("chunk_ids") or [])
+
+
+def _question_precision(rows_by_qid: dict[str, dict], a: dict, inferred: Optional[bool] = None) -> Optional[float]:
+    gold = _gold(rows_by_qid, a["qid"])
+    cites = _shown(a.get("citations", []), inferred)
+    return sum(c["chunk_id"] in gold for c in cites) / len(cites) if gold and cites else None
+
+
 def _precision(rows_by_qid: dict[str, dict], answers: Iterable[dict], inferred: Optional[bool]) -> dict[str, Any]:
-    """Share of citations whose chunk holds gold evidence, as a per-question mean (questions with gold
-    evidence and at least one such citation), so a long answer's many citations do not outweigh others."""
+    """Share of shown citations whose chunk holds gold evidence, as a per-question mean (questions with
+    gold evidence and at least one such citation), so a long answer's many citations do not outweigh
+    others. A citation a check marked unsupported is not shown as backing its sentence, so it is left out."""
+    per_q = [p for a in answers if (p := _question_precision(rows_by_qid, a, inferred)) is not None]
+    return bootstrap_ci(per_q, seed=SEED)
+
+
+def _recall(rows_by_qid: dict[str, dict], answers: Iterable[dict]) -> dict[str, Any]:
+    """Of the gold chunks among the passages the generator read, the share a shown citation points at
+    (per-question mean over questions whose passages hold gold evidence)."""
     per_q = []
     for a in answers:
-        gold = set((rows_by_qid[a["qid"]].get("gold") or {}).get("chunk_ids") or [])
-        if not gold:
-            continue
-        cites = [c for c in a.get("citations", []) if inferred is None or bool(c.get("inferred")) == inferred]
-        if cites:
-            per_q.append(sum(c["chunk_id"] in gold for c in cites) / len(cites))
+        given = _gold(rows_by_qid, a["qid"]) & set(a.get("evidence", []))
+        if given:
+            per_q.append(len(given & {c["chunk_id"] for c in _shown(a.get("citations", []))}) / len(given))
     return bootstrap_ci(per_q, seed=SEED)
 
 
@@ -227,6 +277,11 @@ def summarize(rows: Sequence[dict[str, Any]], variants: Sequence[Variant],
             entry["citation_precision"] = {"all": _precision(rows_by_qid, answers, None),
                                            "model": _precision(rows_by_qid, answers, False),
                                            "attributed": _precision(rows_by_qid, answers, True)}
+            entry["citation_recall"] = _recall(rows_by_qid, answers)
+        cites = [c for a in answers for c in a.get("citations", [])]
+        if any("check" in a for a in answers):
+            entry["unsupported_share"] = sum(c.get("supported") is False for c in cites) / len(cites) if cites else 0.0
+            entry["check_seconds"] = percentiles([float(a.get("check_seconds", 0.0)) for a in answers])
         out["variants"][v.name] = entry
     if variants:
         base = variants[0].name
@@ -243,6 +298,12 @@ def summarize(rows: Sequence[dict[str, Any]], variants: Sequence[Variant],
                     continue
                 d = [a - b for a, b in zip(diffs, refs)]
                 pair[key] = {**bootstrap_ci(d, seed=SEED), "won": sum(x > 0 for x in d), "lost": sum(x < 0 for x in d)}
+            precision = [(_question_precision(rows_by_qid, done[q, v.name]), _question_precision(rows_by_qid, done[q, base]))
+                         for q in both]
+            precision = [a - b for a, b in precision if a is not None and b is not None]
+            if precision:
+                pair["citation_precision"] = {**bootstrap_ci(precision, seed=SEED), "won": sum(x > 0 for x in precision),
+                                              "lost": sum(x < 0 for x in precision)}
             out["paired"][v.name] = pair
     return out
 
@@ -274,11 +335,14 @@ def render(summary: dict[str, Any]) -> str:
             f"{e['rss_mb_max']:.0f} |")
     if summary.get("paired"):
         lines += ["", f"## Paired against `{summary['baseline']}` (same questions; mean difference in points)", "",
-                  "| variant | n | ΔF1 | won / lost | ΔLoCoMo F1 | ΔROUGE-L |", "|---|---|---|---|---|---|"]
+                  "| variant | n | ΔF1 | won / lost | ΔLoCoMo F1 | ΔROUGE-L | Δcitation precision (n) |",
+                  "|---|---|---|---|---|---|---|"]
         for name, p in summary["paired"].items():
             f1 = p.get("f1") or {}
+            cp = p.get("citation_precision")
             lines.append(f"| {name} | {p['n']} | {_ci(f1)} | {f1.get('won', 0)} / {f1.get('lost', 0)} | "
-                         f"{_ci(p.get('locomo_f1'))} | {_ci(p.get('rougeL'))} |")
+                         f"{_ci(p.get('locomo_f1'))} | {_ci(p.get('rougeL'))} | "
+                         f"{_ci(cp) + ' (' + str(cp['n']) + ')' if cp else '–'} |")
     cats = [(n, e) for n, e in variants.items() if e.get("locomo_by_category")]
     if cats:
         labels = sorted({label for _, e in cats for label in e["locomo_by_category"]})
@@ -290,10 +354,19 @@ def render(summary: dict[str, Any]) -> str:
                                                      for l in labels) + " |")
     precise = [(n, e) for n, e in variants.items() if e.get("citation_precision")]
     if precise:
-        lines += ["", "## Citation precision (the cited chunk holds gold evidence; per-question mean)", "",
-                  "| variant | all citations | the model's own | attributed by bookqa |", "|---|---|---|---|"]
+        lines += ["", "## Citations against gold evidence", "",
+                  "Precision: the share of the citations shown as backing their sentence whose chunk holds gold "
+                  "evidence (per-question mean; a citation a check marks unsupported is not counted as shown). "
+                  "Recall: of the gold chunks among the passages read, the share a shown citation points at.", "",
+                  "| variant | check | precision, all | the model's own | attributed by bookqa | recall | marked unsupported | "
+                  "check s p50 |", "|---|---|---|---|---|---|---|---|"]
         for name, e in precise:
             cp = e["citation_precision"]
-            lines.append(f"| {name} | {_ci(cp['all'])} (n={cp['all']['n']}) | {_ci(cp['model'])} (n={cp['model']['n']}) | "
-                         f"{_ci(cp['attributed'])} (n={cp['attributed']['n']}) |")
+            unsupported = e.get("unsupported_share")
+            lines.append(f"| {name} | {e['variant'].get('check', 'off')} | {_ci(cp['all'])} (n={cp['all']['n']}) | "
+                         f"{_ci(cp['model'])} (n={cp['model']['n']}) | {_ci(cp['attributed'])} (n={cp['attributed']['n']}) | "
+                         f"{_ci(e.get('citation_recall'))} | {'–' if unsupported is None else f'{unsupported * 100:.0f}%'} | "
+                         f"{e['check_seconds']['p50']:.2f} |" if 'check_seconds' in e else
+                         f"| {name} | off | {_ci(cp['all'])} (n={cp['all']['n']}) | {_ci(cp['model'])} (n={cp['model']['n']}) | "
+                         f"{_ci(cp['attributed'])} (n={cp['attributed']['n']}) | {_ci(e.get('citation_recall'))} | – | – |")
     return "\n".join(lines) + "\n"
