@@ -291,6 +291,11 @@ def test_ask_json(api, client):
     empty = client.post(f"/v1/books/{book.id}/ask", json={"question": "  "})
     assert empty.status_code == 422 and empty.json()["message"] == "the question is empty"
     assert client.post(f"/v1/books/{book.id}/ask", json={"question": "Who?", "top_n": 0}).status_code == 422
+    assert result["info"]["answer_style"] == "short"  # the server's default
+    prose = client.post(f"/v1/books/{book.id}/ask", json={"question": "Who did Marta pull from the boat?",
+                                                          "style": "prose"})
+    assert prose.status_code == 200 and prose.json()["info"]["answer_style"] == "prose"
+    assert client.post(f"/v1/books/{book.id}/ask", json={"question": "Who?", "style": "essay"}).status_code == 422
 
 
 def read_events(response) -> list[tuple[str, dict]]:

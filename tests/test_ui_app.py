@@ -113,6 +113,8 @@ def test_bad_settings_and_missing_books_become_messages(app):
     assert "bq-error" in out[0] and "library is empty" in out[0]
     out = _last(ask("x", "Who?", "local", "", "", 0, -1, True, True))  # top_n -1 is refused by Settings
     assert "top_n must be at least 1" in out[0]
+    out = _last(ask("x", "Who?", *SETTINGS_ARGS, True, True, "essay"))  # the answer style radio, checked too
+    assert "answer_style must be prose or short" in out[0]
     status = fns["on_delete"].fn("no-such-book", None, None)
     assert "Could not delete" in status[0]
     assert "Ask a question first" in fns["on_cite"].fn(None, None)

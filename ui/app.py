@@ -121,12 +121,12 @@ def build_app(settings: Optional[Settings] = None) -> gr.Blocks:
     library = Library(base)
 
     def request_settings(generator: str, base_url: str, model: str, k: Any, top_n: Any,
-                         summaries: Optional[str] = None) -> Settings:
+                         summaries: Optional[str] = None, style: Optional[str] = None) -> Settings:
         """The base settings with this page's choices applied (ConfigError on bad values)."""
         return base.replace(generator=generator or None, base_url=(base_url or "").strip() or None,
                             generator_model=(model or "").strip() or None,
                             top_k=int(k) if k else None, top_n=int(top_n) if top_n else None,
-                            summaries=summaries or None)
+                            summaries=summaries or None, answer_style=style or None)
 
     def lists(prefer: Optional[str] = None, ask_current: Optional[str] = None,
               sum_current: Optional[str] = None, del_current: Optional[str] = None):
@@ -223,12 +223,12 @@ def build_app(settings: Optional[Settings] = None) -> gr.Blocks:
     def on_refresh(ask_current, sum_current, del_current):
         return lists(ask_current=ask_current, sum_current=sum_current, del_current=del_current)
 
-    def on_ask(book_id, question, generator, base_url, model, k, top_n, use_prefix, rerank):
+    def on_ask(book_id, question, generator, base_url, model, k, top_n, use_prefix, rerank, style=None):
         if not book_id:
             yield (views.message("error", "Choose a book first (upload one in the Library tab)."), gr.skip(), None)
             return
         try:
-            s = request_settings(generator, base_url, model, k, top_n)
+            s = request_settings(generator, base_url, model, k, top_n, style=style)
             book = library.resolve(book_id)
             if not is_ready(book):
                 raise InputError(f"“{book.title}” is still being ingested; ask again when it is ready")
@@ -362,6 +362,9 @@ def build_app(settings: Optional[Settings] = None) -> gr.Blocks:
                     rerank_box = gr.Checkbox(value=True, label="QR rerank", elem_id="rerank")
                     summaries_radio = gr.Radio(list(SUMMARY_MODES), value=base.summaries,
                                                label="Summaries for new ingests", elem_id="summaries-mode")
+                    style_radio = gr.Radio(["short", "prose"], value=base.answer_style,
+                                           label="Answer style (short: the answer phrase; prose: sentences)",
+                                           elem_id="answer-style")
 
         list_outputs = [library_html, ask_book, sum_book, delete_book]
         settings_inputs = [gen_radio, base_url_box, model_box, k_slider, n_slider]
@@ -381,7 +384,7 @@ def build_app(settings: Optional[Settings] = None) -> gr.Blocks:
                          api_visibility="private")
         refresh_btn.click(on_refresh, inputs=[ask_book, sum_book, delete_book], outputs=list_outputs,
                           api_visibility="private")
-        ask_inputs = [ask_book, question, *settings_inputs, prefix_box, rerank_box]
+        ask_inputs = [ask_book, question, *settings_inputs, prefix_box, rerank_box, style_radio]
         ask_outputs = [answer, reader, result_state]
         # Ask is disabled from the click until the answer (or its error) is shown. While the question waits
         # for a free answering slot, Gradio's queue status (position, seconds waited / expected) shows on

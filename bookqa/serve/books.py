@@ -118,7 +118,8 @@ class _Stopped(Exception):
 
 
 def _ask(state, book, body: AskRequest, on_token: Optional[Callable[[str], None]] = None) -> AskResult:
-    return ask(book, body.question, state.settings, k=body.k, top_n=body.top_n, use_prefix=body.use_prefix,
+    settings = state.settings.replace(answer_style=body.style) if body.style else state.settings
+    return ask(book, body.question, settings, k=body.k, top_n=body.top_n, use_prefix=body.use_prefix,
                rerank=body.rerank, method=body.method, generator=state.generator(), on_token=on_token)
 
 

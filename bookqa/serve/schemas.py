@@ -73,6 +73,9 @@ class AskRequest(_Lenient):
     use_prefix: bool = True
     rerank: bool = True
     method: Literal["hybrid", "bm25", "dense"] = "hybrid"
+    style: Optional[Literal["prose", "short"]] = Field(None, description="answer style: short (the answer phrase, "
+                                                                         "cited) or prose (one to three cited "
+                                                                         "sentences); default BOOKQA_ANSWER_STYLE")
 
 
 class BookInfo(BaseModel):
