@@ -99,11 +99,16 @@ def test_the_bench_answers_stored_questions_with_the_embedded_generator_and_resu
     base = ["-q", "--home", str(home)]
     assert main(base + ["eval", "locomo", "--data", str(FIXTURES / "eval" / "locomo" / "locomo_mini.json"),
                         "--configs", "bm25", "--k", "5", "--out", str(out), "--no-answers", "--limit", "2"]) == 0
+    # a question on a book the evaluation library does not hold is skipped, the others answered
+    results = out / "locomo.jsonl"
+    stored = results.read_text().splitlines()
+    stray = {**json.loads(stored[0]), "qid": "stray:0", "book": {"id": "no-such-book-0000", "chunks": 1}}
+    results.write_text("\n".join(stored + [json.dumps(stray)]) + "\n")
     argv = base + ["eval-answers", str(out), "--out", str(tmp_path / "answers"),
-                   "--variant", "p=style:prose,evidence:bm25", "--variant", "s=style:short,evidence:bm25,top:2"]
+                   "--variant", "p=style:prose,evidence:bm25", "--variant", "s=style:short,evidence:bm25,top:2,check:both"]
     assert main(argv) == 0
     lines = (tmp_path / "answers" / ANSWERS).read_text().splitlines()
-    assert len(lines) == 4
+    assert len(lines) == 4 and "stray:0" not in {json.loads(x)["qid"] for x in lines}
     rows = [json.loads(x) for x in lines]
     assert {r["variant"] for r in rows} == {"p", "s"} and all(r["prompt_tokens"] > 100 for r in rows)
     by = {(r["qid"], r["variant"]): r["evidence"] for r in rows}
@@ -113,3 +118,6 @@ def test_the_bench_answers_stored_questions_with_the_embedded_generator_and_resu
     assert main(argv) == 0 and len((tmp_path / "answers" / ANSWERS).read_text().splitlines()) == 4
     report = json.loads((tmp_path / "answers" / "answers-report.json").read_text())
     assert report["paired"]["s"]["n"] == 2 and report["variants"]["p"]["n"] == 2
+    checked = [json.loads(x) for x in lines if json.loads(x)["variant"] == "s"]
+    assert all(r["check"] == "both" and "check_seconds" in r for r in checked)
+    assert all(isinstance(c["supported"], bool) for r in checked for c in r["citations"])

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 from ...answer import is_refusal
 from ...citecheck import CHECKERS
-from ...errors import ConfigError
+from ...errors import BookQAError, ConfigError
 from ...fileio import write_json, write_text
 from ...progress import Progress, no_progress
 from ...settings import Settings
@@ -160,6 +161,7 @@ class AnswerBench:
             raise ConfigError("variant names must be unique")
         self.rows, self.variants, self.library, self.out = list(rows), list(variants), library, Path(out)
         self.settings, self.progress = settings, progress
+        self.missing: dict[str, str] = {}  # book id -> why it could not be opened (its questions wait)
 
     def run(self) -> dict[str, Any]:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -183,7 +185,14 @@ class AnswerBench:
                 self.progress(f"answers {variant.name}", i, len(todo))
                 book_id = row["book"]["id"]
                 if book_id not in books:
-                    books[book_id] = self.library.resolve(book_id)
+                    try:
+                        books[book_id] = self.library.resolve(book_id)
+                    except BookQAError as exc:  # one missing book leaves the others' answers to be made
+                        books[book_id] = None
+                        self.missing[book_id] = str(exc)
+                        print(f"bookqa eval-answers: skipping the questions on {book_id}: {exc}", file=sys.stderr)
+                if books[book_id] is None:
+                    continue
                 reuse = next((done[str(row["qid"]), t] for t in twins if (str(row["qid"]), t) in done), None)
                 answer = answer_one(generator, row, books[book_id], variant, settings, checker=checker, reuse=reuse)
                 with open(path, "a", encoding="utf-8") as fh:  # one line per answer: a kill loses one answer
