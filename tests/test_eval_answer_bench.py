@@ -121,3 +121,19 @@ def test_the_bench_answers_stored_questions_with_the_embedded_generator_and_resu
     checked = [json.loads(x) for x in lines if json.loads(x)["variant"] == "s"]
     assert all(r["check"] == "both" and "check_seconds" in r for r in checked)
     assert all(isinstance(c["supported"], bool) for r in checked for c in r["citations"])
+
+
+def test_rerankers_are_paired_with_the_twin_that_reads_the_first_variants_evidence():
+    rows = [_row("a", [1]), _row("b", [2])]
+    for r in rows:
+        r["configs"]["hybrid"] = {"chunk_ids": [3, 2, 1]}
+    done = {("a", "qr"): _answer("a", "qr", 1.0, []), ("b", "qr"): _answer("b", "qr", 0.5, []),
+            ("a", "hy"): _answer("a", "hy", 0.5, []), ("b", "hy"): _answer("b", "hy", 0.5, []),
+            ("a", "hy-prose"): _answer("a", "hy-prose", 0.0, []), ("b", "hy-prose"): _answer("b", "hy-prose", 0.0, [])}
+    variants = [Variant(name="qr", evidence="bm25"), Variant(name="hy", evidence="hybrid"),
+                Variant(name="hy-prose", evidence="hybrid", style="prose")]  # no prose twin on bm25: unpaired
+    s = summarize(rows, variants, done)
+    assert [(r["with"], r["against"]) for r in s["rankers"]] == [("qr", "hy")]
+    f1 = s["rankers"][0]["f1"]
+    assert f1["n"] == 2 and f1["mean"] == pytest.approx(0.25) and (f1["won"], f1["lost"]) == (1, 0)
+    assert "Rerankers judged downstream" in render(s)

@@ -314,6 +314,32 @@ def summarize(rows: Sequence[dict[str, Any]], variants: Sequence[Variant],
                 pair["citation_precision"] = {**bootstrap_ci(precision, seed=SEED), "won": sum(x > 0 for x in precision),
                                               "lost": sum(x < 0 for x in precision)}
             out["paired"][v.name] = pair
+        out["rankers"] = _ranker_pairs(rows_by_qid, variants, done)
+    return out
+
+
+def _f1_pair(done: dict, a: str, b: str, qids: Iterable[str]) -> Optional[dict[str, Any]]:
+    both = [q for q in qids if (q, a) in done and (q, b) in done]
+    if not both:
+        return None
+    d = [done[q, a]["scores"]["f1"] - done[q, b]["scores"]["f1"] for q in both]
+    return {**bootstrap_ci(d, seed=SEED), "won": sum(x > 0 for x in d), "lost": sum(x < 0 for x in d)}
+
+
+def _ranker_pairs(rows_by_qid: dict[str, dict], variants: Sequence[Variant], done: dict) -> list[dict[str, Any]]:
+    """Rerankers judged downstream: each unchecked variant whose evidence is not the first variant's,
+    paired with its twin (same generator, style and passages) that reads the first variant's evidence."""
+    reference = variants[0].evidence
+    out = []
+    for w in variants:
+        if w.check != "off" or w.evidence == reference:
+            continue
+        for v in variants:
+            if v.check == "off" and v.evidence == reference and (v.generator, v.model, v.base_url, v.style, v.top) == \
+                    (w.generator, w.model, w.base_url, w.style, w.top):
+                pair = _f1_pair(done, v.name, w.name, rows_by_qid)
+                if pair:
+                    out.append({"with": v.name, "against": w.name, "evidence": [reference, w.evidence], "f1": pair})
     return out
 
 
@@ -352,6 +378,13 @@ def render(summary: dict[str, Any]) -> str:
             lines.append(f"| {name} | {p['n']} | {_ci(f1)} | {f1.get('won', 0)} / {f1.get('lost', 0)} | "
                          f"{_ci(p.get('locomo_f1'))} | {_ci(p.get('rougeL'))} | "
                          f"{_ci(cp) + ' (' + str(cp['n']) + ')' if cp else '–'} |")
+    if summary.get("rankers"):
+        lines += ["", "## Rerankers judged downstream (same generator and style; paired ΔF1 in points)", "",
+                  "| variant | against | evidence | n | ΔF1 | won / lost |", "|---|---|---|---|---|---|"]
+        for r in summary["rankers"]:
+            f1 = r["f1"]
+            lines.append(f"| {r['with']} | {r['against']} | {r['evidence'][0]} − {r['evidence'][1]} | {f1['n']} | "
+                         f"{_ci(f1)} | {f1['won']} / {f1['lost']} |")
     cats = [(n, e) for n, e in variants.items() if e.get("locomo_by_category")]
     if cats:
         labels = sorted({label for _, e in cats for label in e["locomo_by_category"]})
