@@ -22,7 +22,7 @@ from typing import Callable, Optional, Protocol, Sequence
 from .answer import Citation, Evidence, ParsedAnswer, cite, split_sentences
 from .errors import ConfigError
 
-CHECKERS = ("off", "judge", "embedder", "both")
+CHECKERS = ("off", "judge", "embedder", "both", "auto")  # auto: resolved by the pipeline (the generator's size)
 SHORT_CLAIM_WORDS = 6  # a claim shorter than this is judged with its question ("Lucinda and Jane")
 
 _JUDGE_SYSTEM = ("You check answers against a passage. Reply with one word: yes if the passage itself states the "

@@ -142,7 +142,18 @@ def citation_checker(settings: Settings, generator):
         return load_embedder(settings.embed_model, resolve_device(settings.device), settings.threads,
                              settings.embed_window_overlap)
 
-    return get_checker(settings.citation_check, generator=generator, embedder_factory=embedder)
+    return get_checker(resolved_citation_check(settings), generator=generator, embedder_factory=embedder)
+
+
+def resolved_citation_check(settings: Settings) -> str:
+    """``auto`` is both checks, or the embedder alone when the generator is an embedded model too small
+    to judge (it answers the same whatever the passage)."""
+    if settings.citation_check != "auto":
+        return settings.citation_check
+    from .weights import lookup
+
+    model = lookup(settings.generator_model)
+    return "embedder" if model is not None and not model.judges else "both"
 
 
 def _snippet(text: str, n: int = 160) -> str:

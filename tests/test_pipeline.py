@@ -70,7 +70,8 @@ def test_remote_path_and_stopped_server(small, tmp_path):
 
     settings, book = small
     with running_llama_server(gguf_file("qwen2.5-coder-0.5b", settings), tmp_path) as (proc, base):
-        remote = settings.replace(generator="remote", base_url=base, request_timeout_s=60)
+        # the transport is under test: no citation check (the served 0.5B cannot judge; test_answer.py)
+        remote = settings.replace(generator="remote", base_url=base, request_timeout_s=60, citation_check="off")
         result = ask(book, "Who did Marta pull from the boat?", remote, generator=get_generator(remote))
         _check_citations(result, book)
         assert result.info["generator"].startswith("openai:")

@@ -40,6 +40,7 @@ def test_the_python_api_example_runs_on_tiny_models(tmp_path, monkeypatch):
     monkeypatch.setenv("BOOKQA_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("BOOKQA_SUMMARIES", "none")
     monkeypatch.setenv("BOOKQA_TOP_K", "3")  # the tiny model reads a few thousand positions
+    monkeypatch.setenv("BOOKQA_CITATION_CHECK", "embedder")  # the scripted generator cannot judge
     ranker = QRRanker(model=(tiny_model("qwen2"), tiny_tokenizer()), heads=[(0, 1), (1, 2)], settings=Settings())
 
     class Scripted:  # answers from the first passage it is given, citing it
