@@ -50,8 +50,11 @@ def cmd_eval_answers(args: argparse.Namespace, settings: Settings) -> int:
     out = args.out or args.run_dir / "answers"
     bench = AnswerBench(rows, variants, Library(settings), out, settings, TqdmProgress(quiet=args.quiet))
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "answers-run.json", {"command": "bookqa " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-                                          "source": str(files[0]), "variants": [vars(v) for v in variants]})
-    summary = bench.report() if args.report_only else bench.run()
+    if args.report_only:  # the stored command stays the one that made the answers
+        summary = bench.report()
+    else:
+        write_json(out / "answers-run.json", {"command": "bookqa " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+                                              "source": str(files[0]), "variants": [vars(v) for v in variants]})
+        summary = bench.run()
     print(f"report: {out / 'answers-report.md'} ({summary['questions']} questions, {len(variants)} variants)")
     return 0

@@ -21,7 +21,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
@@ -161,7 +161,6 @@ class AnswerBench:
             raise ConfigError("variant names must be unique")
         self.rows, self.variants, self.library, self.out = list(rows), list(variants), library, Path(out)
         self.settings, self.progress = settings, progress
-        self.missing: dict[str, str] = {}  # book id -> why it could not be opened (its questions wait)
 
     def run(self) -> dict[str, Any]:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -189,7 +188,6 @@ class AnswerBench:
                         books[book_id] = self.library.resolve(book_id)
                     except BookQAError as exc:  # one missing book leaves the others' answers to be made
                         books[book_id] = None
-                        self.missing[book_id] = str(exc)
                         print(f"bookqa eval-answers: skipping the questions on {book_id}: {exc}", file=sys.stderr)
                 if books[book_id] is None:
                     continue
@@ -306,24 +304,25 @@ def summarize(rows: Sequence[dict[str, Any]], variants: Sequence[Variant],
                 if any(d is None for d in diffs + refs):
                     continue
                 d = [a - b for a, b in zip(diffs, refs)]
-                pair[key] = {**bootstrap_ci(d, seed=SEED), "won": sum(x > 0 for x in d), "lost": sum(x < 0 for x in d)}
+                pair[key] = _paired(d)
             precision = [(_question_precision(rows_by_qid, done[q, v.name]), _question_precision(rows_by_qid, done[q, base]))
                          for q in both]
             precision = [a - b for a, b in precision if a is not None and b is not None]
             if precision:
-                pair["citation_precision"] = {**bootstrap_ci(precision, seed=SEED), "won": sum(x > 0 for x in precision),
-                                              "lost": sum(x < 0 for x in precision)}
+                pair["citation_precision"] = _paired(precision)
             out["paired"][v.name] = pair
         out["rankers"] = _ranker_pairs(rows_by_qid, variants, done)
     return out
 
 
+def _paired(diffs: Sequence[float]) -> dict[str, Any]:
+    """Paired differences: their mean with its interval, and how many questions went each way."""
+    return {**bootstrap_ci(diffs, seed=SEED), "won": sum(x > 0 for x in diffs), "lost": sum(x < 0 for x in diffs)}
+
+
 def _f1_pair(done: dict, a: str, b: str, qids: Iterable[str]) -> Optional[dict[str, Any]]:
     both = [q for q in qids if (q, a) in done and (q, b) in done]
-    if not both:
-        return None
-    d = [done[q, a]["scores"]["f1"] - done[q, b]["scores"]["f1"] for q in both]
-    return {**bootstrap_ci(d, seed=SEED), "won": sum(x > 0 for x in d), "lost": sum(x < 0 for x in d)}
+    return _paired([done[q, a]["scores"]["f1"] - done[q, b]["scores"]["f1"] for q in both]) if both else None
 
 
 def _ranker_pairs(rows_by_qid: dict[str, dict], variants: Sequence[Variant], done: dict) -> list[dict[str, Any]]:
@@ -335,8 +334,7 @@ def _ranker_pairs(rows_by_qid: dict[str, dict], variants: Sequence[Variant], don
         if w.check != "off" or w.evidence == reference:
             continue
         for v in variants:
-            if v.check == "off" and v.evidence == reference and (v.generator, v.model, v.base_url, v.style, v.top) == \
-                    (w.generator, w.model, w.base_url, w.style, w.top):
+            if v.check == "off" and v.evidence == reference and replace(v, evidence=w.evidence).unchecked() == w.unchecked():
                 pair = _f1_pair(done, v.name, w.name, rows_by_qid)
                 if pair:
                     out.append({"with": v.name, "against": w.name, "evidence": [reference, w.evidence], "f1": pair})
@@ -404,11 +402,11 @@ def render(summary: dict[str, Any]) -> str:
                   "check s p50 |", "|---|---|---|---|---|---|---|---|"]
         for name, e in precise:
             cp = e["citation_precision"]
-            unsupported = e.get("unsupported_share")
-            lines.append(f"| {name} | {e['variant'].get('check', 'off')} | {_ci(cp['all'])} (n={cp['all']['n']}) | "
-                         f"{_ci(cp['model'])} (n={cp['model']['n']}) | {_ci(cp['attributed'])} (n={cp['attributed']['n']}) | "
-                         f"{_ci(e.get('citation_recall'))} | {'–' if unsupported is None else f'{unsupported * 100:.0f}%'} | "
-                         f"{e['check_seconds']['p50']:.2f} |" if 'check_seconds' in e else
-                         f"| {name} | off | {_ci(cp['all'])} (n={cp['all']['n']}) | {_ci(cp['model'])} (n={cp['model']['n']}) | "
-                         f"{_ci(cp['attributed'])} (n={cp['attributed']['n']}) | {_ci(e.get('citation_recall'))} | – | – |")
+            checked = "check_seconds" in e
+            unsupported = f"{e['unsupported_share'] * 100:.0f}%" if checked else "–"
+            check_s = f"{e['check_seconds']['p50']:.2f}" if checked else "–"
+            lines.append(f"| {name} | {e['variant'].get('check', 'off') if checked else 'off'} | "
+                         f"{_ci(cp['all'])} (n={cp['all']['n']}) | {_ci(cp['model'])} (n={cp['model']['n']}) | "
+                         f"{_ci(cp['attributed'])} (n={cp['attributed']['n']}) | {_ci(e.get('citation_recall'))} | "
+                         f"{unsupported} | {check_s} |")
     return "\n".join(lines) + "\n"
