@@ -115,6 +115,9 @@ _SHOT_ANSWER = {
     ("prose", "zh"): "文书李明把账本送到了报社[2]。他是用配好的钥匙打开铁柜的[2]。",
     ("short", "zh"): "文书李明[2]",
 }
+# The optional second example asks what the same passages do not hold, and answers with the style's
+# refusal: without it a small model answers every question from whatever it was given.
+_REFUSAL_SHOT_QUESTION = {"en": "Question: What colour was the mayor's watch chain?", "zh": "问题：镇长的怀表链是什么颜色的？"}
 
 
 def check_style(style: str) -> str:
@@ -136,9 +139,9 @@ def answer_tokens(style: str, max_tokens: int) -> int:
 
 
 def build_messages(question: str, evidence: Sequence[Evidence], title: str = "",
-                   prefix: str = "", style: str = "prose") -> list[dict[str, str]]:
+                   prefix: str = "", style: str = "prose", refusal_example: bool = False) -> list[dict[str, str]]:
     """Chat messages asking for an answer in ``style`` with ``[n]`` after every claim, in the question's
-    language."""
+    language; ``refusal_example`` adds a worked example of a question the passages do not answer."""
     lang = "zh" if is_chinese(question) else "en"
     check_style(style)
     blocks = []
@@ -152,8 +155,11 @@ def build_messages(question: str, evidence: Sequence[Evidence], title: str = "",
     else:
         user = (f"Background summary:\n{prefix}\n\n" if prefix else "") + \
             f"Passages from \"{title or 'the book'}\":\n\n{passages}\n\nQuestion: {question}"
-    return [{"role": "system", "content": _SYSTEM[style, lang]}, {"role": "user", "content": _SHOT_QUESTION[lang]},
-            {"role": "assistant", "content": _SHOT_ANSWER[style, lang]}, {"role": "user", "content": user}]
+    shots = [{"role": "user", "content": _SHOT_QUESTION[lang]}, {"role": "assistant", "content": _SHOT_ANSWER[style, lang]}]
+    if refusal_example:
+        shots += [{"role": "user", "content": _REFUSAL_SHOT_QUESTION[lang]},
+                  {"role": "assistant", "content": REFUSALS[style][lang]}]
+    return [{"role": "system", "content": _SYSTEM[style, lang]}, *shots, {"role": "user", "content": user}]
 
 
 def parse_numbers(inner: str) -> list[int]:

@@ -81,16 +81,17 @@ def answer_from(generator, question: str, chunks: Sequence[Chunk], ranked: Seque
                 title: str, top_n: int, max_tokens: int, stream: bool = False,
                 on_token: Optional[Callable[[str], None]] = None,
                 messages: Optional[Callable[[list[Evidence]], list]] = None, parse: bool = True,
-                style: str = "prose", checker=None) -> DraftedAnswer:
+                style: str = "prose", refusal_example: bool = False, checker=None) -> DraftedAnswer:
     """The tail of answering: the top ``top_n`` of ``ranked`` ((chunk id, score), best first) in document
     order → the prompt (``messages(evidence)``, default the cited-answer prompt) → the generator (streamed
     to ``on_token`` with ``stream``) → ``[n]`` citations resolved, uncited sentences attributed. ``style``
-    is the answer style (answer.ANSWER_STYLES); it sets the prompt and the token budget. ``checker``
+    is the answer style (answer.ANSWER_STYLES); it sets the prompt and the token budget;
+    ``refusal_example`` adds the prompt's worked refusal. ``checker``
     (citecheck.py) marks each citation supported or not, and drops attributions it cannot back. ``ask``
     and the evaluation's answers both run it."""
     evidence = choose_evidence(chunks, ranked, top_n)
     prompt = messages(evidence) if messages is not None else build_messages(question, evidence, title=title, prefix="",
-                                                                            style=style)
+                                                                            style=style, refusal_example=refusal_example)
     max_tokens = answer_tokens(style, max_tokens) if messages is None else max_tokens
     t = time.perf_counter()
     prompt_tokens = completion_tokens = None
@@ -128,6 +129,15 @@ def cite_answer(text: str, evidence: Sequence[Evidence], question: str, *, style
 
         parsed = check_citations(parsed, evidence, question, checker)
     return parsed
+
+
+def answer_backed(parsed: ParsedAnswer, text: str) -> Optional[bool]:
+    """Whether a checked answer rests on the passages: at least one of its citations passed the check.
+    None when nothing was checked (no checker, or a refusal, which claims nothing). An answer no passage
+    backs is the usual sign that the passages do not hold the answer and the generator wrote one anyway."""
+    if not parsed.checked_by or not text or is_refusal(text):
+        return None
+    return any(c.supported for c in parsed.citations)
 
 
 def citation_checker(settings: Settings, generator):
@@ -260,17 +270,22 @@ def ask(book: Book, question: str, settings: Optional[Settings] = None, *, k: Op
 
     drafted = answer_from(generator, question, chunks, [(r.chunk_id, r.score) for r in ranked], title=book.title,
                           top_n=top_n, max_tokens=settings.answer_max_tokens, stream=True, on_token=on_token,
-                          style=settings.answer_style, checker=citation_checker(settings, generator))
+                          style=settings.answer_style, refusal_example=settings.refusal_example,
+                          checker=citation_checker(settings, generator))
     answer, evidence, parsed = drafted.text, drafted.evidence, drafted.parsed
     timings["generate"] = drafted.seconds
     timings["cite"] = drafted.cite_seconds
     timings["total"] = time.perf_counter() - t_all
     refused = is_refusal(answer)
+    backed = answer_backed(parsed, answer)
     if not answer:
         warnings.append("the generator returned an empty answer")
     elif refused:
         warnings.append("the passages given to the generator do not hold the answer; try another wording or a "
                         "larger -k")
+    elif backed is False:
+        warnings.append("the citation check found no passage that backs this answer: the passages may not hold "
+                        "it (read the ranked passages, or try another wording or a larger -k)")
     elif not parsed.citations:
         warnings.append("the answer cites no passage; treat it with care (the ranked passages are listed)")
     elif any(c.supported is False for c in parsed.citations):
@@ -287,6 +302,6 @@ def ask(book: Book, question: str, settings: Optional[Settings] = None, *, k: Op
         evidence=evidence, ranked=ranked, prefix=prefix_text, prefix_summaries=prefix_used, timings=timings,
         warnings=warnings,
         info={"candidates": len(candidates), "method": method, "reranked": rerank, "qr_mode": qr_mode,
-              "answer_style": settings.answer_style, "refused": refused,
+              "answer_style": settings.answer_style, "refused": refused, "backed": backed,
               "citation_check": parsed.checked_by or "off",
               "generator": getattr(generator, "model_id", type(generator).__name__)})

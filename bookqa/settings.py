@@ -114,6 +114,7 @@ class Settings(EnvSettings):
     answer_max_tokens: int = 256  # longest answer the generator may write
     citation_check: str = "auto"  # whether each citation's passage is checked to support its sentence (citecheck.py): off | judge (the generator answers yes/no) | embedder (sentence similarity) | both (the two must agree) | auto (both, or embedder alone when the generator is too small to judge)
     answer_style: str = "short"  # prose (one to three cited sentences, for people) | short (the answer phrase alone, as evaluation references are written; still cited)
+    refusal_example: bool = False  # the answer prompt also shows a worked "not in the passages" answer
     prefix_tokens: int = 512  # summary prefix budget
     summaries: str = "extractive"  # llm | extractive | none
     summary_block: int = 20  # chunks per block summary

@@ -137,6 +137,20 @@ def test_prose_and_short_prompts_ask_for_their_form_in_the_question_language():
     assert answer_tokens("short", 256) == 48 and answer_tokens("prose", 256) == 256 and answer_tokens("short", 20) == 20
 
 
+def test_the_worked_refusal_example_shows_each_styles_refusal():
+    from bookqa.answer import REFUSALS
+
+    ev = _evidence()
+    for style in ("prose", "short"):
+        plain = build_messages("Who confessed?", ev, style=style)
+        worked = build_messages("Who confessed?", ev, style=style, refusal_example=True)
+        assert len(plain) == 4 and len(worked) == 6 and worked[:3] == plain[:3] and worked[-1] == plain[-1]
+        assert worked[3]["role"] == "user" and "watch chain" in worked[3]["content"]
+        assert worked[4] == {"role": "assistant", "content": REFUSALS[style]["en"]}
+    zh = build_messages("谁承认了？", ev, style="short", refusal_example=True)
+    assert "怀表链" in zh[3]["content"] and zh[4]["content"] == REFUSALS["short"]["zh"]
+
+
 def test_an_unknown_style_is_a_config_error():
     import pytest
 
@@ -214,6 +228,27 @@ def test_an_attribution_that_fails_moves_to_a_passage_that_backs_it():
     assert checked.citations[0].quote.startswith("Culverton")
 
 
+def test_an_answer_is_backed_when_one_citation_passes_the_check():
+    from bookqa.answer import attribute_uncited
+    from bookqa.citecheck import check_citations
+    from bookqa.pipeline import answer_backed
+
+    ev = _evidence()
+
+    def checked(text, backed):
+        parsed = attribute_uncited(parse_citations(text, ev, min_words=1), ev)
+        return answer_backed(check_citations(parsed, ev, "Who?", _Verdicts(backed)), text), parsed
+
+    assert checked("Culverton Smith [3]", {"Culverton Smith": {"Culverton"}})[0] is True
+    # cited, but the passage does not back it: the answer is shown as not held by the passages
+    assert checked("Mrs. Hudson [1]", {})[0] is False
+    # an uncited claim whose attribution fails everywhere is dropped: nothing backs the answer either
+    backed, parsed = checked("Mrs. Hudson, the landlady", {})
+    assert backed is False and not parsed.citations
+    assert answer_backed(parse_citations("Not mentioned in the passages.", ev), "Not mentioned in the passages.") is None
+    assert answer_backed(parse_citations("Culverton Smith [3]", ev), "Culverton Smith [3]") is None  # unchecked
+
+
 def test_short_claims_are_judged_with_their_question():
     from bookqa.citecheck import claim_text, get_checker
 
@@ -262,3 +297,37 @@ def test_auto_checks_with_both_unless_the_generator_is_too_small_to_judge():
     assert resolved_citation_check(s.replace(generator_model="qwen2.5-coder-0.5b")) == "embedder"
     assert resolved_citation_check(s.replace(generator="remote", generator_model="gpt-4o-mini")) == "both"
     assert resolved_citation_check(s.replace(citation_check="off", generator_model="qwen2.5-coder-0.5b")) == "off"
+
+
+def test_ask_warns_when_no_passage_backs_the_answer(tmp_path, monkeypatch):
+    """``ask`` end to end with the first stage only, a scripted generator and fixed verdicts: an answer
+    no passage backs is reported (``info.backed`` false, one warning), a backed one is not."""
+    from pathlib import Path
+
+    import bookqa.pipeline
+    from bookqa.library import Library
+    from bookqa.pipeline import ask
+    from bookqa.settings import Settings
+
+    class Scripted:
+        model_id = "scripted"
+
+        def __init__(self, text):
+            self.text = text
+
+        def stream(self, messages, max_tokens, temperature=0.0):
+            yield self.text
+
+    sample = Path(__file__).resolve().parent.parent / "bookqa" / "data" / "sample" / "dying_detective.txt"
+    settings = Settings.from_env(home=tmp_path / "home", summaries="none", top_k=4, citation_check="embedder")
+    book = Library(settings).ingest(sample).book
+    verdicts = _Verdicts({"a planter from Sumatra": {""}})  # any passage backs it
+    monkeypatch.setattr(bookqa.pipeline, "citation_checker", lambda settings, generator: verdicts)
+    question = "Who is Culverton Smith?"
+    backed = ask(book, question, settings, rerank=False, generator=Scripted("a planter from Sumatra [1]"))
+    unbacked = ask(book, question, settings, rerank=False, generator=Scripted("a sailor from Kent [1]"))
+    refused = ask(book, question, settings, rerank=False, generator=Scripted("Not mentioned in the passages."))
+    assert unbacked.info["backed"] is False and refused.info["backed"] is None and refused.info["refused"]
+    assert any("no passage that backs this answer" in w for w in unbacked.warnings)
+    assert not any("no passage that backs" in w for w in backed.warnings + refused.warnings)
+    assert backed.info["backed"] is True and backed.citations[0].supported

@@ -9,6 +9,7 @@ import pytest
 
 from bookqa.errors import ConfigError
 from bookqa.lab.evaluate.answer_bench import ANSWERS, Variant, read_answers, render, summarize
+from bookqa.settings import Settings
 
 
 def test_variant_specs_parse_and_refuse_nonsense():
@@ -18,7 +19,11 @@ def test_variant_specs_parse_and_refuse_nonsense():
     assert remote.base_url == "http://127.0.0.1:8011/v1" and remote.style == "short"
     assert Variant.parse("c=check:judge").check == "judge" and v.check == "off"
     assert Variant.parse("c=check:judge").unchecked() == Variant(name="other").unchecked()
-    for bad in ("noequals", "x=colour:red", "x=style:essay", "x=top:0", "=style:short", "x=check:vibes"):
+    worked = Variant.parse("w=refusal:example")
+    assert worked.settings(Settings()).refusal_example and not v.settings(Settings()).refusal_example
+    assert worked.unchecked() != Variant(name="other").unchecked()  # the example changes the answer's text
+    for bad in ("noequals", "x=colour:red", "x=style:essay", "x=top:0", "=style:short", "x=check:vibes",
+                "x=refusal:always"):
         with pytest.raises(ConfigError):
             Variant.parse(bad)
 
@@ -79,6 +84,25 @@ def test_a_checked_variant_counts_only_supported_citations_and_pairs_their_preci
     assert pair["n"] == 1 and pair["mean"] == pytest.approx(0.5) and (pair["won"], pair["lost"]) == (1, 0)
     md = render(s)
     assert "| checked | judge | 100.0" in md and "67%" in md
+
+
+def test_an_answer_no_passage_backs_is_counted_with_the_refusals():
+    rows = [_row("a", [1]), _row("b", [2]), _row("c", [2]), _row("d", [2])]
+    cite = lambda cid, ok: {"chunk_id": cid, "inferred": False, "supported": ok}  # noqa: E731
+    checked = lambda qid, cites, refused=False: {**_answer(qid, "checked", 0.0, cites, refused=refused),  # noqa: E731
+                                                 "check": "both", "check_seconds": 0.1}
+    done = {("a", "checked"): checked("a", [cite(1, True), cite(3, False)]),  # backed by one passage
+            ("b", "checked"): checked("b", [cite(3, False)]),  # backed by none: shown as not held
+            ("c", "checked"): checked("c", []),  # its attribution failed everywhere: backed by none
+            ("d", "checked"): checked("d", [], refused=True)}  # a refusal is refused, not unbacked
+    for q in "abcd":
+        done[q, "plain"] = _answer(q, "plain", 0.0, [cite(1, None)])
+    s = summarize(rows, [Variant(name="plain"), Variant(name="checked", check="both")], done)
+    e = s["variants"]["checked"]
+    assert (e["refused"], e["unbacked"], e["flagged"]) == (0.25, 0.5, 0.75)
+    assert "flagged" not in s["variants"]["plain"]  # an unchecked answer cannot be unbacked
+    md = render(s)
+    assert "| checked | both | 25% | 50% | 75% |" in md and "| plain | off | 0% | – | – |" in md
 
 
 def test_stored_answers_survive_a_torn_last_line(tmp_path):

@@ -37,7 +37,7 @@ from .datasets.locomo import CATEGORY_NAMES
 
 SEED = 0
 ANSWERS = "answers.jsonl"
-VARIANT_KEYS = ("generator", "model", "base_url", "style", "evidence", "top", "check")
+VARIANT_KEYS = ("generator", "model", "base_url", "style", "evidence", "top", "check", "refusal")
 
 
 @dataclass(frozen=True)
@@ -51,11 +51,12 @@ class Variant:
     style: str = "short"
     evidence: str = "qr_trained_refine"  # the stored configuration whose ranking supplies the passages
     top: int = 3
-    check: str = "off"  # citation check (citecheck.py): off | judge | embedder
+    check: str = "off"  # citation check (citecheck.py): off | judge | embedder | both
+    refusal: str = "off"  # off | example (the prompt also shows a worked "not in the passages" answer)
 
     @classmethod
     def parse(cls, spec: str) -> "Variant":
-        """``NAME=key:value,key:value`` (keys: generator, model, base_url, style, evidence, top, check)."""
+        """``NAME=key:value,key:value`` (keys: generator, model, base_url, style, evidence, top, check, refusal)."""
         name, _, rest = spec.partition("=")
         if not name.strip() or not rest:
             raise ConfigError(f"variant {spec!r} must look like NAME=key:value,... (keys: {', '.join(VARIANT_KEYS)})")
@@ -71,15 +72,18 @@ class Variant:
             raise ConfigError(f"variant {name}: style must be prose or short, generator local or remote, top >= 1")
         if variant.check not in CHECKERS:
             raise ConfigError(f"variant {name}: check must be one of {', '.join(CHECKERS)}")
+        if variant.refusal not in ("off", "example"):
+            raise ConfigError(f"variant {name}: refusal must be off or example")
         return variant
 
     def unchecked(self) -> tuple:
         """What makes the answer's text: a checked variant can reuse the text of an unchecked twin."""
-        return (self.generator, self.model, self.base_url, self.style, self.evidence, self.top)
+        return (self.generator, self.model, self.base_url, self.style, self.evidence, self.top, self.refusal)
 
     def settings(self, base: Settings) -> Settings:
         return base.replace(generator=self.generator, generator_model=self.model, answer_style=self.style,
-                            base_url=self.base_url or None, top_n=self.top)
+                            base_url=self.base_url or None, top_n=self.top,
+                            refusal_example=self.refusal == "example")
 
 
 def read_answers(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
@@ -124,10 +128,11 @@ def answer_one(generator, row: dict[str, Any], book, variant: Variant, settings:
         drafted = answer_from(generator, row["question"], book.chunks, [(int(c), 0.0) for c in ranked],
                               title=book.title, top_n=variant.top, max_tokens=settings.answer_max_tokens, stream=True,
                               on_token=lambda _p: first or first.append(time.perf_counter()), style=variant.style,
-                              checker=checker)
+                              refusal_example=settings.refusal_example, checker=checker)
         ttft = (first[0] - t0) if first else drafted.seconds
         text, parsed, evidence = drafted.text, drafted.parsed, drafted.evidence
-        prompt_text = "\n".join(m["content"] for m in _messages(row["question"], evidence, book.title, variant.style))
+        prompt_text = "\n".join(m["content"] for m in _messages(row["question"], evidence, book.title, variant.style,
+                                                                 settings.refusal_example))
         answer = {"seconds": round(drafted.seconds, 4), "prompt_seconds": round(ttft, 4),
                   "write_seconds": round(max(0.0, drafted.seconds - ttft), 4),
                   "prompt_tokens": generator.count_tokens(prompt_text),
@@ -145,10 +150,10 @@ def answer_one(generator, row: dict[str, Any], book, variant: Variant, settings:
     return answer
 
 
-def _messages(question, evidence, title, style):
+def _messages(question, evidence, title, style, refusal_example):
     from ...answer import build_messages
 
-    return build_messages(question, evidence, title=title, style=style)
+    return build_messages(question, evidence, title=title, style=style, refusal_example=refusal_example)
 
 
 class AnswerBench:
@@ -274,6 +279,9 @@ def summarize(rows: Sequence[dict[str, Any]], variants: Sequence[Variant],
             if adversarial:
                 entry["adversarial_refused"] = sum(a["refused"] for a in adversarial) / len(adversarial)
         entry["refused"] = sum(a["refused"] for a in answers) / len(answers)
+        if any("check" in a for a in answers):
+            entry["unbacked"] = sum(_backed(a) is False for a in answers) / len(answers)
+            entry["flagged"] = sum(a["refused"] or _backed(a) is False for a in answers) / len(answers)
         entry["with_valid_citation"] = sum(bool(a["citations"]) for a in answers) / len(answers)
         entry["with_model_citation"] = sum(any(not c.get("inferred") for c in a["citations"]) for a in answers) / len(answers)
         for key in ("prompt_tokens", "answer_tokens", "seconds", "prompt_seconds", "write_seconds"):
@@ -313,6 +321,14 @@ def summarize(rows: Sequence[dict[str, Any]], variants: Sequence[Variant],
             out["paired"][v.name] = pair
         out["rankers"] = _ranker_pairs(rows_by_qid, variants, done)
     return out
+
+
+def _backed(a: dict) -> Optional[bool]:
+    """What ``ask`` reports as ``backed``: a checked answer that is no refusal rests on the passages when
+    one of its citations passed the check (None when unchecked or refused)."""
+    if "check" not in a or a["refused"] or not a["text"]:
+        return None
+    return any(c.get("supported") for c in a.get("citations", []))
 
 
 def _paired(diffs: Sequence[float]) -> dict[str, Any]:
@@ -392,6 +408,18 @@ def render(summary: dict[str, Any]) -> str:
             c = e["locomo_by_category"]
             lines.append(f"| {name} | " + " | ".join(f"{c[l]['mean'] * 100:.1f} (n={c[l]['n']})" if l in c else "–"
                                                      for l in labels) + " |")
+    flagged = [(n, e) for n, e in variants.items() if e["n"]]
+    if any("flagged" in e for _, e in flagged):
+        lines += ["", "## Answers shown as not held by the passages", "",
+                  "Refused: the generator says the passages do not hold the answer. Unbacked: a checked answer "
+                  "that no passage passed the check for, which `bookqa ask` shows with a warning that the "
+                  "passages may not hold it. On questions whose answer is in the book, both are misses; on "
+                  "questions it does not answer (LoCoMo's adversarial category), both are right.", "",
+                  "| variant | check | refused | unbacked | either |", "|---|---|---|---|---|"]
+        for name, e in flagged:
+            checked = "flagged" in e
+            lines.append(f"| {name} | {e['variant'].get('check', 'off')} | {e['refused'] * 100:.0f}% | "
+                         + (f"{e['unbacked'] * 100:.0f}% | {e['flagged'] * 100:.0f}% |" if checked else "– | – |"))
     precise = [(n, e) for n, e in variants.items() if e.get("citation_precision")]
     if precise:
         lines += ["", "## Citations against gold evidence", "",

@@ -9,7 +9,8 @@
 # real llama_cpp.server on 127.0.0.1 serving the 1.5B, which this script starts and stops.
 # DATASETS=locomo-adversarial answers LoCoMo's category 5 (the answer is not in the conversation) from
 # docs/eval/locomo-adversarial (hybrid rankings: docs/eval/locomo-adversarial.sh; today's default there is
-# default-hybrid); the report gives how often each variant says the passages do not hold the answer.
+# default-hybrid); the report gives how often each variant says the passages do not hold the answer, or
+# (checked variants) is backed by no passage. refusal:example adds a worked refusal to the prompt.
 set -euo pipefail
 
 main() {
@@ -36,6 +37,11 @@ main() {
         [short-1.5b-top10]="style:short,evidence:$D,$B15,top:10"
         [default-hybrid]="style:prose,evidence:hybrid"
         [short-1.5b-hybrid]="style:short,evidence:hybrid,$B15"
+        [short-1.5b-refusal]="style:short,evidence:$D,$B15,refusal:example"
+        [short-1.5b-refusal-both]="style:short,evidence:$D,$B15,refusal:example,check:both"
+        [short-1.5b-hybrid-both]="style:short,evidence:hybrid,$B15,check:both"
+        [short-1.5b-hybrid-refusal]="style:short,evidence:hybrid,$B15,refusal:example"
+        [short-1.5b-hybrid-refusal-both]="style:short,evidence:hybrid,$B15,refusal:example,check:both"
         [remote-1.5b]="style:short,evidence:$D,generator:remote,base_url:http://127.0.0.1:$port/v1,$B15"
     )
     local order=${VARIANTS:-default short short-1.5b short-bm25 short-qr short-hybrid prose-1.5b}
@@ -64,4 +70,4 @@ main() {
         .venv/bin/python -m bookqa eval-answers docs/eval/$ds --out docs/eval/answers/$ds "${only[@]}" "${args[@]}"
     done
 }
-main "$@"
+main "$@"; exit  # bash reads a script as it runs: an edit during a long run must not run its tail
