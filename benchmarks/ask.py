@@ -58,7 +58,7 @@ def main() -> int:
     # GGUF is not assembled and converted again for every run.
     os.environ.setdefault("BOOKQA_MODEL_CACHE", str(Path.home() / ".cache" / "bookqa" / "models"))
     sys.path.insert(0, str(REPO))
-    from bookqa.pipeline import ask, get_cached_reranker, get_reranker
+    from bookqa.pipeline import ask, get_cached_reranker, get_reranker, resolved_citation_check
     from bookqa.generate import get_generator
     from bookqa.settings import Settings
     from bookqa.library import Library
@@ -94,7 +94,7 @@ def main() -> int:
 
     print(f"\nbook: {book.title} ({len(book.chunks)} chunks); k={settings.top_k}, top_n={settings.top_n}, "
           f"qr_mode={settings.qr_mode}, generator={settings.generator}:{settings.generator_model}, "
-          f"answer_style={getattr(settings, 'answer_style', 'prose')}")
+          f"answer_style={settings.answer_style}, citation_check={resolved_citation_check(settings)}")
     print(f"ingest {ingest_s:.1f}s; reranker+generator load {load_s:.1f}s (once per process)")
     print(f"{'stage':<10} {'p50 s':>8} {'p95 s':>8} {'mean s':>8}")
     for stage, values in per_stage.items():

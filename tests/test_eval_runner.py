@@ -278,7 +278,7 @@ def test_answers_with_the_local_generator(esettings, tmp_path):
     rows = runner.run()
     for row in rows.values():
         ans = row["answer"]
-        assert ans["config"] == "bm25" and len(ans["evidence"]) == 3 and ans["text"]
+        assert ans["config"] == "bm25" and len(ans["evidence"]) == esettings.top_n and ans["text"]
         assert ans["scores"]["accuracy"] in (0.0, 1.0)
     report = json.loads((tmp_path / "out" / "quality-report.json").read_text())
     assert report["answers"]["bm25"]["n"] == 2

@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--generator", choices=("local", "remote"), help="answer generator: local llama.cpp or remote")
     p.add_argument("--base-url", dest="base_url", help="OpenAI-compatible server for --generator remote")
     p.add_argument("--model", dest="generator_model", help="generator model: GGUF name/path, or remote name")
-    p.add_argument("--top", dest="top_n", type=int, help="evidence chunks given to the generator (default 3)")
+    p.add_argument("--top", dest="top_n", type=int, help="evidence chunks given to the generator (default BOOKQA_TOP_N, 3)")
     p.add_argument("--style", dest="answer_style", choices=("prose", "short"), default="short",
                    help="answer style: short (the answer phrase, as the references are written; default) or prose "
                         "(bookqa ask's default)")
@@ -136,6 +136,8 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
                          # the rest of qr's configuration (model, heads, adapter, device, dtype are above)
                          "rerank": {key: value for key, value in qr.to_json().items()
                                     if key not in ("model", "heads", "adapter", "device", "dtype")}}}
+    if answers:  # how many passages each answer read, so a resume cannot mix two evidence sizes
+        meta["settings"]["top_n"] = settings.top_n
     if "default" in names:  # the out-of-the-box ranker, so a resume cannot mix two under that name
         meta["settings"]["default"] = _resolved(default_ranker_config(settings)).to_json()
     if any(n in CACHED_NAMES for n in names):  # how chunk keys/values are stored and how far the cascade reaches

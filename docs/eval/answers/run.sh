@@ -35,6 +35,8 @@ main() {
         [short-1.5b-top1]="style:short,evidence:$D,$B15,top:1"
         [short-1.5b-top5]="style:short,evidence:$D,$B15,top:5"
         [short-1.5b-top10]="style:short,evidence:$D,$B15,top:10"
+        [short-1.5b-top5-both]="style:short,evidence:$D,$B15,top:5,check:both"
+        [short-1.5b-bm25-top5]="style:short,evidence:bm25,$B15,top:5"
         [default-hybrid]="style:prose,evidence:hybrid"
         [short-1.5b-hybrid]="style:short,evidence:hybrid,$B15"
         [short-1.5b-refusal]="style:short,evidence:$D,$B15,refusal:example"
@@ -45,7 +47,7 @@ main() {
         [remote-1.5b]="style:short,evidence:$D,generator:remote,base_url:http://127.0.0.1:$port/v1,$B15"
     )
     local order=${VARIANTS:-default short short-1.5b short-bm25 short-qr short-hybrid prose-1.5b}
-    local server=""
+    server=""  # global: the EXIT trap runs after main has returned
     if [[ " $order " == *" remote-1.5b "* ]]; then
         local gguf
         gguf=$(.venv/bin/python -c "from bookqa.settings import Settings; from bookqa.weights import gguf_file; print(gguf_file('qwen2.5-coder-1.5b', Settings()))")
