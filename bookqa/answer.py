@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 from .chunk import Chunk
 from .text import HAN_IDEOGRAPH
@@ -131,6 +131,16 @@ def check_style(style: str) -> str:
 def is_refusal(text: str) -> bool:
     """True when an answer says the passages do not hold it (either style's sentence, or a paraphrase)."""
     return bool(_REFUSAL.search(text or ""))
+
+
+def backed_by(text: str, checked: bool, supported: Iterable[Optional[bool]]) -> Optional[bool]:
+    """Whether a checked answer rests on the passages: at least one of its citations (their ``supported``
+    verdicts) passed the check. None when nothing was checked, or for a refusal, which claims nothing. An
+    answer no passage backs is the usual sign that the passages do not hold the answer and the generator
+    wrote one anyway."""
+    if not checked or not text or is_refusal(text):
+        return None
+    return any(supported)
 
 
 def answer_tokens(style: str, max_tokens: int) -> int:

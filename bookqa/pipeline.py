@@ -9,8 +9,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
-from .answer import (Citation, Evidence, ParsedAnswer, annotate, answer_tokens, attribute_uncited, build_messages,
-                     evidence_in_document_order, is_chinese, is_refusal, parse_citations)
+from .answer import (Citation, Evidence, ParsedAnswer, annotate, answer_tokens, attribute_uncited, backed_by,
+                     build_messages, evidence_in_document_order, is_chinese, is_refusal, parse_citations)
 from .chunk import Chunk
 from .errors import InputError
 from .progress import Progress, no_progress
@@ -132,12 +132,8 @@ def cite_answer(text: str, evidence: Sequence[Evidence], question: str, *, style
 
 
 def answer_backed(parsed: ParsedAnswer, text: str) -> Optional[bool]:
-    """Whether a checked answer rests on the passages: at least one of its citations passed the check.
-    None when nothing was checked (no checker, or a refusal, which claims nothing). An answer no passage
-    backs is the usual sign that the passages do not hold the answer and the generator wrote one anyway."""
-    if not parsed.checked_by or not text or is_refusal(text):
-        return None
-    return any(c.supported for c in parsed.citations)
+    """``answer.backed_by`` of a parsed answer: True when a citation passed the check, None unchecked."""
+    return backed_by(text, bool(parsed.checked_by), (c.supported for c in parsed.citations))
 
 
 def citation_checker(settings: Settings, generator):

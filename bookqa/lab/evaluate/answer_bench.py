@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
-from ...answer import is_refusal
+from ...answer import backed_by, is_refusal
 from ...citecheck import CHECKERS
 from ...errors import BookQAError, ConfigError
 from ...fileio import write_json, write_text
@@ -324,11 +324,11 @@ def summarize(rows: Sequence[dict[str, Any]], variants: Sequence[Variant],
 
 
 def _backed(a: dict) -> Optional[bool]:
-    """What ``ask`` reports as ``backed``: a checked answer that is no refusal rests on the passages when
-    one of its citations passed the check (None when unchecked or refused)."""
-    if "check" not in a or a["refused"] or not a["text"]:
+    """What ``ask`` reports as ``backed``, from a stored answer (``answer.backed_by``; the row's stored
+    refusal verdict stands)."""
+    if a["refused"]:
         return None
-    return any(c.get("supported") for c in a.get("citations", []))
+    return backed_by(a["text"], "check" in a, (c.get("supported") for c in a.get("citations", [])))
 
 
 def _paired(diffs: Sequence[float]) -> dict[str, Any]:

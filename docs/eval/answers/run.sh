@@ -36,7 +36,6 @@ main() {
         [short-1.5b-top5]="style:short,evidence:$D,$B15,top:5"
         [short-1.5b-top10]="style:short,evidence:$D,$B15,top:10"
         [short-1.5b-top5-both]="style:short,evidence:$D,$B15,top:5,check:both"
-        [short-1.5b-bm25-top5]="style:short,evidence:bm25,$B15,top:5"
         [default-hybrid]="style:prose,evidence:hybrid"
         [short-1.5b-hybrid]="style:short,evidence:hybrid,$B15"
         [short-1.5b-refusal]="style:short,evidence:$D,$B15,refusal:example"
