@@ -92,3 +92,12 @@ def fingerprint(*parts: Any) -> str:
     """A short stable hash of JSON-serialisable parts (settings that a stage depends on)."""
     blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def portable_path(text: str) -> str:
+    """An absolute path as the run record stores it: relative to the working directory, so a report
+    committed beside the code names the data folder and checkpoints the way the next reader can type them
+    from the same place, and never a path of the machine that made it. Anything else is kept as given."""
+    if not os.path.isabs(text) or not os.path.exists(text):
+        return text
+    return os.path.relpath(text)

@@ -144,6 +144,7 @@ class Settings(EnvSettings):
     qr_cache: str = "lazy"  # when chunk keys/values are computed: lazy (for the candidates a question draws, kept for the next) | book (every chunk at ingest) | off (only a cache that exists is used, else the full prompt)
     qr_cache_dtype: str = "bfloat16"  # stored keys/values: bfloat16 | float16 | float32 | int8 (half the bytes)
     qr_cascade_top: int = 10  # cascade: candidates the full prompt re-ranks
+    qr_cached_adapter: str = "auto"  # the cached pass's own adapter (bookqa train --attention question: it acts on the question only, the chunks keep the base model's keys/values): none | auto (the shipped one for the reranker model) | a shipped adapter's name | an adapter directory
 
     def validate(self) -> None:
         from .rerank.config import QRRankerConfig

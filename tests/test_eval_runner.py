@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -297,7 +298,9 @@ def test_cli_eval_resume_refuses_another_trained_checkpoint(tmp_path, monkeypatc
     assert main(argv + ["--trained", str(first)]) == 0
     run = json.loads((out / "locomo-run.json").read_text())
     stored = run["settings"]["trained"]
-    assert stored["path"] == str(first.resolve()) and len(stored["sha256"]) == 64
+    # stored relative to the working directory (a committed report names no machine path)
+    assert not Path(stored["path"]).is_absolute() and Path(stored["path"]).resolve() == first.resolve()
+    assert len(stored["sha256"]) == 64
     # what "qr" merges into the reranker (reranker_adapter resolved): by default the embedded model's adapter
     assert run["settings"]["adapter"] == "qwen2.5-coder-0.5b-qr-lora"
     del run["settings"]["adapter"]  # a run file from before the setting: its rows were made without one,
@@ -324,7 +327,7 @@ def test_cli_eval_resume_refuses_another_trained_checkpoint(tmp_path, monkeypatc
     monkeypatch.setattr(adapter_module, "SHIPPED_DIR", shipped)
     assert main(argv + ["--trained", "tiny-qr-lora", "--out", str(tmp_path / "named")]) == 0
     named = json.loads((tmp_path / "named" / "locomo-run.json").read_text())["settings"]["trained"]
-    assert named["path"] == str((shipped / "tiny-qr-lora").resolve())
+    assert Path(named["path"]).resolve() == (shipped / "tiny-qr-lora").resolve()
     capsys.readouterr()
     assert main(argv + ["--trained", "no-such-adapter", "--out", str(tmp_path / "none")]) != 0
     assert "neither a checkpoint directory nor a shipped adapter" in capsys.readouterr().err
@@ -346,6 +349,46 @@ def test_cached_configurations_rank_the_same_candidates_from_each_books_cache(es
     assert books and all((book.dir / "qr_kv").is_dir() for book in books)
 
 
+def test_the_cached_pass_with_its_question_side_adapter_shares_the_plain_cached_store(esettings, tmp_path):
+    """qr_cached_adapted asks through the adapter over the chunk keys/values qr_cached stored: the same
+    candidates, other scores, one store per book."""
+    import torch
+
+    from bookqa.lab.train.scope import prepare
+    from bookqa.rerank.adapter import write_adapter
+    from bookqa.rerank.heads import HeadSet, save_heads
+
+    base_dir, adapter_dir = tmp_path / "tiny", tmp_path / "tiny-question-lora"
+    tiny_model("qwen2").save_pretrained(base_dir)
+    tiny_tokenizer().save_pretrained(base_dir)
+    heads = HeadSet(heads=[(0, 1), (1, 2)], model="tiny")
+    save_heads(tmp_path / "heads.json", heads)
+    adapted = tiny_model("qwen2").model  # the decoder stack, as training adapts it
+    prepared = prepare(adapted, heads, "lora")
+    with torch.no_grad():
+        for p in prepared.trainable.values():
+            p.add_(torch.randn_like(p) * 0.2)
+    write_adapter(adapter_dir, adapted, prepared.lora_modules(), base_model=str(base_dir), rank=16, alpha=32.0,
+                  extra={"applies_to": "question"})
+    save_heads(adapter_dir / "qr_heads.json", heads)
+    settings = esettings.replace(qr_cached_adapter=str(adapter_dir), dtype="float32")
+    data = load_dataset("musique", EVAL / "musique" / "musique_mini.jsonl")
+    ranker = QRRanker(model=str(base_dir), heads=str(tmp_path / "heads.json"), settings=settings, refine=0)
+    names = parse_config_names("hybrid,qr_cached,qr_cached_adapted")
+    runner = _runner(data, names, settings, tmp_path / "out", rerankers={"qr": ranker}, k=4)
+    rows = runner.run()
+    differ = 0
+    for row in rows.values():
+        plain, mine = row["configs"]["qr_cached"], row["configs"]["qr_cached_adapted"]
+        assert sorted(plain["chunk_ids"]) == sorted(mine["chunk_ids"])
+        differ += plain["scores"] != mine["scores"]
+    assert differ
+    for book in runner.preparer.library.books():
+        assert len([d for d in (book.dir / "qr_kv").iterdir() if d.is_dir()]) == 1
+    with pytest.raises(ConfigError, match="BOOKQA_QR_CACHED_ADAPTER"):
+        [c.setup() for c in build_configs(["qr_cached_adapted"], esettings, rerankers={"qr": ranker})]
+
+
 @pytest.mark.real_model
 def test_short_answers_are_recorded_as_such_and_made_again_for_another_style(esettings, tmp_path):
     """The evaluation answers in the style it is given (short by default on the command line): each stored
@@ -362,3 +405,17 @@ def test_short_answers_are_recorded_as_such_and_made_again_for_another_style(ese
     again = _runner(data, ["bm25"], prose, tmp_path / "out", answers=True, answer_config="bm25", limit=2,
                     resume=True).run()
     assert {r["answer"]["style"] for r in again.values()} == {"prose"}
+
+
+def test_a_run_record_names_data_and_checkpoints_relative_to_the_working_directory(tmp_path, monkeypatch):
+    from bookqa.fileio import portable_path
+
+    data = tmp_path / "data" / "locomo.json"
+    data.parent.mkdir()
+    data.write_text("[]")
+    work = tmp_path / "repo"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert portable_path(str(data)) == "../data/locomo.json"
+    assert portable_path("--configs") == "--configs"  # not a path: kept
+    assert portable_path(str(tmp_path / "missing")) == str(tmp_path / "missing")  # not on disk: kept as typed

@@ -49,3 +49,21 @@ def test_the_shipped_adapter_loads_merges_and_ranks_the_named_passage_first(rank
                            ranker.head_scores(first.question, first.passages)[0], atol=1e-4)
     hits = sum(trained.rank(item.question, item.passages).results[0].index == item.answer for item in items)
     assert hits >= 0.95 * N_ITEMS, f"named passage first in {hits}/{N_ITEMS}"
+
+
+def test_the_shipped_cached_adapter_asks_over_the_plain_cache_and_ranks_the_named_passage_first(ranker):
+    """The question-side adapter shipped for the cached pass: chosen by default for the embedded model,
+    it reads the store the plain cached pass writes and passes the same check over cached chunks."""
+    from bookqa.rerank.adapter import chosen_adapter
+    from bookqa.rerank.cached import CachedQRRanker
+    from bookqa.settings import Settings
+
+    adapter = chosen_adapter("qwen2.5-coder-0.5b", Settings().qr_cached_adapter, applies_to="question")
+    assert adapter is not None and adapter.applies_to == "question"
+    assert chosen_adapter("qwen2.5-coder-0.5b", "auto").path.name == ADAPTER  # the full prompt's stays its own
+    plain = CachedQRRanker(ranker)
+    cached = CachedQRRanker(ranker, question_adapter=adapter)
+    assert cached.identity("c") == plain.identity("c") and cached.encoder is ranker.model
+    items = name_anchored_items(N_ITEMS)
+    hits = sum(cached.rank(item.question, item.passages).results[0].index == item.answer for item in items)
+    assert hits >= 0.9 * N_ITEMS, f"named passage first in {hits}/{N_ITEMS}"

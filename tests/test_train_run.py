@@ -386,3 +386,83 @@ def test_block_attention_trains_the_scores_the_cached_pass_ranks_by(setup, setti
     assert "attention" not in TrainOptions().run_key()
     with pytest.raises(ConfigError, match="attention"):
         TrainOptions(attention="sparse").validate()
+
+
+def test_question_side_scores_are_the_block_layouts_before_training(setup):
+    """With the adapter at its zero start, the question-side pass (blocks from the base copy, the question
+    through the trained model) scores what the block layout in one masked forward scores."""
+    from bookqa.lab.train.basekv import BaseBlockKV
+
+    model, tok = tiny_model("qwen2", layers=3).model, tiny_tokenizer()
+    base = tiny_model("qwen2", layers=3).model  # the same seeded weights: a separate frozen copy
+    prepare(model, HEADS, "lora")
+    texts = ["the whale was at sea.", "the captain of the ship was Silas.", "a letter to her sister."]
+    block = QRScorer(model, tok, HEADS, attention="block")
+    side = QRScorer(model, tok, HEADS, attention="question")
+    side.base_kv = BaseBlockKV(base, HEADS.deepest_layer, setup / "kv", store_dtype=torch.float32)
+    with torch.no_grad():
+        want = block.scores(block.prompt("who was the captain?", texts))
+        got = side.scores(side.prompt("who was the captain?", texts))
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+    assert side.base_kv.encoded == 4  # the prefix and three chunks, each once
+    again = QRScorer(model, tok, HEADS, attention="question")
+    again.base_kv = BaseBlockKV(base, HEADS.deepest_layer, setup / "kv", store_dtype=torch.float32)
+    with torch.no_grad():
+        torch.testing.assert_close(again.scores(again.prompt("who was the captain?", texts)), got)
+    assert again.base_kv.encoded == 0  # read back from disk
+    # gradients reach the adapter through the question tokens alone
+    loss = side.scores(side.prompt("who was the captain?", texts)).logsumexp(0)
+    loss.backward()
+    grads = [p.grad for n, p in model.named_parameters() if "lora_A" in n and p.grad is not None]
+    assert grads and all(p.grad is None for p in base.parameters())
+
+
+def test_question_side_training_runs_over_stored_blocks(setup, settings):
+    report, _ = _run(setup, "qside", 2, settings, scope="lora", attention="question", lr=1e-2)
+    assert report["options"]["attention"] == "question" and report["after"]["step"] == 2
+    assert report["losses"] and all(np.isfinite(report["losses"]))
+    stored = sorted((setup / "qside" / "base-kv").rglob("*.safetensors"))
+    assert stored  # the blocks' rows, kept for the next epoch or a resumed run
+    assert TrainOptions(attention="question", scope="lora").run_key() != TrainOptions(scope="lora").run_key()
+    with pytest.raises(ConfigError, match="scope lora"):
+        TrainOptions(attention="question").validate()
+
+
+def test_a_question_side_adapter_ranks_in_the_cached_pass_as_it_was_trained(setup, settings):
+    """The written adapter says it acts on the question only; the cached ranker encodes the chunks with the
+    base weights (the store a ranker without adapter uses) and scores what training scored; the full prompt
+    refuses it."""
+    from bookqa.lab.train.basekv import BaseBlockKV
+    from bookqa.rerank import QRRanker
+    from bookqa.rerank.adapter import read_adapter
+    from bookqa.rerank.cached import CachedQRRanker
+    from bookqa.errors import ConfigError as Refused
+
+    _run(setup, "qside", 2, settings, scope="lora", attention="question", lr=5e-2)
+    adapter = read_adapter(setup / "qside")
+    assert adapter.applies_to == "question"
+    ranker = QRRanker(model=str(setup / "qside"), settings=settings, dtype="float32")
+    with pytest.raises(Refused, match="cached"):
+        ranker.rank("who was the captain?", ["the whale.", "the captain Silas."])
+    cached = CachedQRRanker(ranker, kv_dtype="float32")
+    assert cached.question_adapter is not None and cached.encoder is not ranker.model
+    plain = CachedQRRanker(QRRanker(model=str(setup / "tiny"), heads=str(setup / "heads.json"), settings=settings,
+                                    dtype="float32"), kv_dtype="float32")
+    assert cached.identity("c") == plain.identity("c")  # one chunk cache for both
+    texts = ["the whale was at sea.", "the captain of the ship was Silas.", "a letter to her sister."]
+    kv, spans, longest, _ = cached._gather_memory(texts)
+    got, _, _ = cached.head_scores("who was the captain?", kv, spans, longest)
+    base_got, _, _ = plain.head_scores("who was the captain?", kv, spans, longest)
+    assert not np.allclose(got, base_got)  # the adapter changed the question's attention
+    scorer = QRScorer(cached.model, ranker.tokenizer, ranker.heads, ranker.layout, attention="question")
+    scorer.base_kv = BaseBlockKV(cached.encoder, ranker.heads.deepest_layer, store_dtype=torch.float32)
+    with torch.no_grad():
+        trained = scorer.scores(scorer.prompt("who was the captain?", texts)).numpy()
+    np.testing.assert_allclose(got.sum(axis=0), trained, rtol=1e-4, atol=1e-6)
+    # the same adapter given as the cached pass's own, over the plain ranker
+    also = CachedQRRanker(plain.ranker, kv_dtype="float32", question_adapter=adapter)
+    again, _, _ = also.head_scores("who was the captain?", kv, spans, longest)
+    np.testing.assert_allclose(again, got, rtol=1e-5, atol=1e-7)
+    with pytest.raises(Refused, match="every token"):
+        _run(setup, "full-lora", 1, settings, scope="lora", lr=1e-2)
+        CachedQRRanker(plain.ranker, question_adapter=read_adapter(setup / "full-lora"))

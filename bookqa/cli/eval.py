@@ -12,6 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from ..fileio import portable_path
 from ..progress import TqdmProgress
 from ..rerank.config import QRRankerConfig
 from ..settings import Settings
@@ -122,7 +123,8 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         answers = False
     k = args.eval_k or settings.top_k
     qr = _resolved(QRRankerConfig.from_settings(settings))  # what "qr" is on this machine ("auto" decided)
-    meta = {"command": "bookqa " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "bookqa eval",
+    meta = {"command": "bookqa " + " ".join(shlex.quote(portable_path(a)) for a in sys.argv[1:])
+            if sys.argv[1:] else "bookqa eval",
             "selection": {"books": args.books, "per_book": args.per_book, "sample": args.sample, "seed": args.seed,
                           "limit": args.limit, "exclude_ids": [str(p) for p in args.exclude_ids or []],
                           "shuffle_check": args.shuffle_check},
@@ -142,6 +144,15 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         meta["settings"]["default"] = _resolved(default_ranker_config(settings)).to_json()
     if any(n in CACHED_NAMES for n in names):  # how chunk keys/values are stored and how far the cascade reaches
         meta["settings"]["cached"] = {"kv_dtype": settings.qr_cache_dtype, "cascade_top": settings.qr_cascade_top}
+    if "qr_cached_adapted" in names:  # which adapter the cached pass asks with
+        from ..errors import ConfigError
+        from ..rerank.adapter import adapter_dir
+
+        where = adapter_dir(settings.qr_cached_adapter)
+        if where is None:
+            raise ConfigError("qr_cached_adapted needs the cached pass's adapter: set BOOKQA_QR_CACHED_ADAPTER "
+                              "to a shipped adapter's name or an adapter directory")
+        meta["settings"]["cached_adapter"] = checkpoint_fingerprint(where)
     if args.trained:  # which checkpoint "qr_trained" is, so a resume cannot mix two under one name
         meta["settings"]["trained"] = checkpoint_fingerprint(args.trained)
     if args.resume:
@@ -224,7 +235,8 @@ def checkpoint_fingerprint(directory: Path) -> dict:
         digest.update(f"{path.name}\0{size}\0".encode())
         if size <= 1 << 20:
             digest.update(path.read_bytes())
-    return {"path": str(directory.resolve()), "sha256": digest.hexdigest()}
+    return {"path": portable_path(str(directory.resolve())), "sha256": digest.hexdigest()}
+
 
 
 def _check_same_settings(run_file: Path, settings: dict) -> None:
@@ -243,10 +255,11 @@ def _check_same_settings(run_file: Path, settings: dict) -> None:
             stored.pop(key)
     if (stored.get("rerank") or {}).get("question_span") == "auto":  # likewise, from before it was resolved
         stored["rerank"] = {k: v for k, v in stored["rerank"].items() if k != "question_span"}
-    if "trained" in stored and "trained" not in settings:
-        settings["trained"] = stored["trained"]  # the caller writes these settings to the run file
-    elif "trained" in stored:  # compared by content: the same checkpoint, moved, made the same rows
-        stored = {**stored, "trained": {**stored["trained"], "path": settings["trained"]["path"]}}
+    for key in ("trained", "cached_adapter"):
+        if key in stored and key not in settings:
+            settings[key] = stored[key]  # a run that names none adds no rows of it (the caller writes these)
+        elif key in stored:  # compared by content: the same checkpoint, moved, made the same rows
+            stored = {**stored, key: {**stored[key], "path": settings[key]["path"]}}
     changed = _changed(stored, settings)
     if changed:
         raise ConfigError(f"{run_file.parent} holds results made with other settings ({'; '.join(changed)}); "

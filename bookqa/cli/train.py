@@ -30,9 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--order", choices=("retriever", "shuffled"),
                    help="candidate order in training prompts (default: train_order, retriever; validation keeps "
                         "retriever order)")
-    p.add_argument("--attention", choices=("full", "block"),
-                   help="full prompt (default: train_attention, full) or the cached-chunk block layout "
-                        "(candidates encoded apart, as BOOKQA_QR_MODE=cached ranks)")
+    p.add_argument("--attention", choices=("full", "block", "question"),
+                   help="full prompt (default: train_attention, full), the cached-chunk block layout "
+                        "(candidates encoded apart, as BOOKQA_QR_MODE=cached ranks), or that layout with the "
+                        "adapter on the question only (scope lora: chunks keep the base model's keys/values, so "
+                        "one chunk cache serves it; training runs only the question's tokens)")
     p.add_argument("--lr", type=float,
                    help="AdamW learning rate (default: train_lr; 0 = by scope: 1e-5 full / qr-layers, 1e-4 lora)")
     p.add_argument("--accum", type=int, help="samples per optimiser step (default: train_accum, 4)")

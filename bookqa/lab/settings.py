@@ -41,7 +41,7 @@ class TrainSettings(EnvSettings):
     train_grad_clip: float = 1.0  # clip the gradient norm to this (0 = off)
     train_candidates: int = 20  # candidates per training prompt: the first C in retriever order
     train_order: str = "retriever"  # their order in a training prompt: retriever (the paper's) | shuffled (per sample)
-    train_attention: str = "full"  # full (the full prompt, as qr_mode=full ranks) | block (each candidate sees only the shared prefix and itself, at one position range, as qr_mode=cached ranks)
+    train_attention: str = "full"  # full (the full prompt, as qr_mode=full ranks) | block (each candidate sees only the shared prefix and itself, at one position range, as qr_mode=cached ranks) | question (that layout with the adapter on the question only: chunks keep the base model's keys/values, as qr_cached_adapter ranks; scope lora)
     train_max_tokens: int = 120  # cap on each candidate's tokens in training prompts
     train_checkpoint_every: int = 25  # steps between checkpoints (resume points; validation runs there too)
     train_val_frac: float = 0.1  # share of documents held out for validation (samples without a split)

@@ -10,6 +10,10 @@ instead of a full copy of the model (the embedded 0.5B model: ~25 MB at rank 16 
 names are relative to the decoder stack (``layers.3.self_attn.q_proj``), so one adapter applies to the
 bare decoder (QRRanker) and to the causal LM (the pointwise baseline) alike.
 
+An adapter trained with ``bookqa train --attention question`` says ``"applies_to": "question"``: it was
+trained to act on the question block of the cached-chunk pass only, over chunks the base model encoded
+(cached.py loads it for that pass; the full prompt never uses it). Others apply to every token.
+
 Loading merges the adapter into the base weights once (W += alpha/rank * B @ A, in float32, then cast to
 the model's dtype): scoring then costs exactly what the base model costs, and peft is not needed at
 inference time.
@@ -29,6 +33,7 @@ ADAPTER_META = "adapter.json"
 ADAPTER_WEIGHTS = "adapter.safetensors"
 FORMAT = "bookqa-qr-lora"
 VERSION = 1
+APPLIES_TO = ("all", "question")  # every token of the full prompt / the cached pass's question block only
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ class Adapter:
     alpha: float
     targets: tuple[str, ...]  # decoder-relative module names
     model_type: str = ""  # the base config's model_type, checked on load
+    applies_to: str = "all"  # APPLIES_TO
 
     @property
     def scale(self) -> float:
@@ -80,11 +86,13 @@ def _canonical(model: str) -> str:
     return str(path.resolve()) if path.exists() else model.strip()
 
 
-def chosen_adapter(model_name: str, setting: str, heads_given: bool = False) -> Optional[Adapter]:
-    """The adapter to merge into ``model_name`` for the ``reranker_adapter`` setting: none; ``auto``, the
-    shipped adapter trained on this model (none when a heads file is given: an adapter belongs to the
-    heads it was trained with); or a shipped adapter's name / an adapter directory, which must have been
-    trained on ``model_name``."""
+def chosen_adapter(model_name: str, setting: str, heads_given: bool = False,
+                   applies_to: str = "all") -> Optional[Adapter]:
+    """The adapter to merge into ``model_name`` for the ``reranker_adapter`` setting (or, with
+    ``applies_to="question"``, the ``qr_cached_adapter`` one): none; ``auto``, the shipped adapter of that
+    kind trained on this model (none when a heads file is given: an adapter belongs to the heads it was
+    trained with); or a shipped adapter's name / an adapter directory, which must have been trained on
+    ``model_name`` for that use."""
     value = (setting or "none").strip()
     if value.lower() in ("none", "off"):
         return None
@@ -94,7 +102,7 @@ def chosen_adapter(model_name: str, setting: str, heads_given: bool = False) -> 
         want = _canonical(model_name)
         for path in shipped_adapters().values():
             adapter = read_adapter(path)
-            if _canonical(adapter.base_model) == want:
+            if _canonical(adapter.base_model) == want and adapter.applies_to == applies_to:
                 return adapter
         return None
     adapter = find_adapter(value)
@@ -105,7 +113,14 @@ def chosen_adapter(model_name: str, setting: str, heads_given: bool = False) -> 
     if _canonical(adapter.base_model) != _canonical(model_name):
         raise ConfigError(f"the adapter {adapter.path} was trained on {adapter.base_model}, not {model_name}; "
                           f"set the reranker model to {adapter.base_model} (or to the adapter's directory)")
+    if adapter.applies_to != applies_to:
+        raise ConfigError(f"the adapter {adapter.path} acts on {_USE[adapter.applies_to]}; "
+                          f"{_SETTING[applies_to]} needs one that acts on {_USE[applies_to]}")
     return adapter
+
+
+_USE = {"all": "every token of the full prompt", "question": "the question of the cached-chunk pass only"}
+_SETTING = {"all": "reranker_adapter (BOOKQA_RERANKER_ADAPTER)", "question": "qr_cached_adapter (BOOKQA_QR_CACHED_ADAPTER)"}
 
 
 def read_adapter(path: Path | str) -> Adapter:
@@ -123,9 +138,12 @@ def read_adapter(path: Path | str) -> Adapter:
     try:
         adapter = Adapter(path=path, base_model=str(meta["base_model"]), rank=int(meta["rank"]),
                           alpha=float(meta["alpha"]), targets=tuple(str(t) for t in meta["targets"]),
-                          model_type=str(meta.get("model_type", "")))
+                          model_type=str(meta.get("model_type", "")),
+                          applies_to=str(meta.get("applies_to", "all")))
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{meta_file}: missing or malformed field ({exc})") from None
+    if adapter.applies_to not in APPLIES_TO:
+        raise InputError(f"{meta_file}: applies_to must be one of {', '.join(APPLIES_TO)}, got {adapter.applies_to!r}")
     if adapter.rank < 1 or not adapter.targets or not adapter.base_model:
         raise InputError(f"{meta_file}: an adapter needs a base model, a rank ≥ 1 and at least one target")
     if not (path / ADAPTER_WEIGHTS).is_file():

@@ -18,6 +18,11 @@ Every candidate sits at the same position range, so the candidates' order plays 
 orders to average, nothing to refine. What is lost against the full prompt is that candidates never
 read each other, and that the heads were trained and detected on the full prompt.
 
+A **question-side adapter** (``bookqa train --attention question``; adapter.py, ``applies_to: question``) is
+trained for this pass alone: the chunks keep the base model's keys/values (so the store is the one the
+plain cached pass uses) and only the question block runs through the adapted weights. The ranker then holds
+two copies of layers 0..L: the base one that encodes, the adapted one that asks.
+
 A **cascade** ranks by the cached pass and lets the full prompt re-rank the top few
 (:meth:`CachedQRRanker.rank` with ``cascade_top``): most of the cached speed, the full prompt's judgement
 where it matters.
@@ -35,10 +40,11 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..chunk import Chunk
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 from ..progress import Progress, no_progress
 from .base import Passage, RankedResults, Reranker, make_results, rank_inputs
 from .blocks import BLOCK_FORMAT, chunk_block, prefix_ids, question_block
+from .heads import MODEL_DIR_HEADS, load_heads
 from .kvstore import KV_DTYPES, ChunkKVStore, KVShape
 from .qr import NULL_QUERY, QRRanker, _crop_cache, heads_by_layer, question_scores
 from .readout import decoder_of, new_cache, read_out, run_layers
@@ -55,12 +61,19 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def weights_identity(ranker: QRRanker) -> dict[str, Any]:
+def weights_identity(ranker: QRRanker, encoder=None) -> dict[str, Any]:
     """What the stored keys/values depend on in the weights. A directory is named by its config and its
     weight files' names and sizes, an adapter by its weights' digest; a model passed in loaded (no
-    directory to name) by a digest of the parameters of the layers that are stored."""
-    out: dict[str, Any] = {"model": ranker.config.model, "adapter": ranker.config.adapter}
-    source = Path(str(getattr(ranker.model.config, "_name_or_path", "") or ""))
+    directory to name) by a digest of the parameters of the layers that are stored. ``encoder``: the
+    base model that encodes the chunks when it is not the ranker's own (a question-side adapter): the
+    identity is then the base model's, the one a ranker without an adapter gives."""
+    with_adapter = encoder is None or encoder is ranker.model
+    model = ranker.model if encoder is None else encoder
+    if with_adapter or ranker.adapter is None:
+        out: dict[str, Any] = {"model": ranker.config.model, "adapter": ranker.config.adapter}
+    else:
+        out = {"model": _registry_name(ranker.adapter.base_model), "adapter": "none"}
+    source = Path(str(getattr(model.config, "_name_or_path", "") or ""))
     if source.is_dir() and (source / "config.json").exists():
         out["config"] = _file_digest(source / "config.json")
         out["weights"] = sorted((f.name, f.stat().st_size) for f in source.iterdir()
@@ -71,13 +84,13 @@ def weights_identity(ranker: QRRanker) -> dict[str, Any]:
         import torch
 
         h = hashlib.sha256()
-        decoder = decoder_of(ranker.model)
+        decoder = decoder_of(model)
         with torch.no_grad():
             for tensor in [decoder.embed_tokens.weight] + [p for layer in decoder.layers[:ranker.heads.deepest_layer + 1]
                                                            for p in layer.parameters()]:
                 h.update(tensor.detach().float().contiguous().numpy().tobytes())
         out["parameters"] = h.hexdigest()[:16]
-    if ranker.adapter is not None:
+    if ranker.adapter is not None and with_adapter:
         for name in ("adapter.safetensors", "adapter_model.safetensors"):
             f = Path(ranker.adapter.path) / name
             if f.exists():
@@ -85,11 +98,30 @@ def weights_identity(ranker: QRRanker) -> dict[str, Any]:
     return out
 
 
+def _registry_name(model: str) -> str:
+    from ..weights import lookup
+
+    registered = lookup(model)
+    return registered.name if registered is not None else model
+
+
 def chunks_identity(chunks: Sequence[Chunk]) -> str:
     h = hashlib.sha256()
     for c in chunks:
         h.update(json.dumps([c.id, c.text], ensure_ascii=False).encode("utf-8"))
     return h.hexdigest()[:16]
+
+
+def appended_rows(model, ids: Sequence[int], cache, deepest: int):
+    """Run ``ids`` through layers 0..``deepest`` after what ``cache`` holds (no gradients); the keys and
+    values they appended, (layers, 2, kv_heads, tokens, head_dim)."""
+    import torch
+
+    past = cache.get_seq_length()
+    with torch.inference_mode():
+        run_layers(decoder_of(model), torch.tensor([list(ids)], dtype=torch.long), deepest, cache=cache)
+        return torch.stack([torch.stack([cache.layers[i].keys[0, :, past:], cache.layers[i].values[0, :, past:]])
+                            for i in range(deepest + 1)])
 
 
 class MemoryKVStore:
@@ -125,7 +157,8 @@ class CachedQRRanker(Reranker):
 
     name = "qr_cached"
 
-    def __init__(self, ranker: QRRanker, kv_dtype: str = "bfloat16", memory_tokens: int = 200_000):
+    def __init__(self, ranker: QRRanker, kv_dtype: str = "bfloat16", memory_tokens: int = 200_000,
+                 question_adapter=None):
         if kv_dtype not in KV_DTYPES:
             raise ModelError(f"qr_cache_dtype must be one of {', '.join(KV_DTYPES)}, got {kv_dtype!r}")
         self.ranker = ranker
@@ -133,6 +166,8 @@ class CachedQRRanker(Reranker):
         self.model, self.tokenizer, self.layout = ranker.model, ranker.tokenizer, ranker.layout
         self.heads = ranker.heads
         self.deepest = ranker.heads.deepest_layer
+        self.encoder = ranker.model  # what encodes the prefix and the chunks
+        self.question_adapter = self._setup_question_adapter(question_adapter)
         decoder = decoder_of(self.model)
         cfg = decoder.config
         layer_types = list(getattr(cfg, "layer_types", None) or [])
@@ -147,6 +182,33 @@ class CachedQRRanker(Reranker):
         self._identity: Optional[dict[str, Any]] = None
         self._lock = ranker._lock  # one model, one forward at a time
 
+    def _setup_question_adapter(self, adapter):
+        """Load the question pass's adapted weights (and, when the ranker's own weights carry an adapter, a base
+        copy to encode the chunks); the adapter in use, or None."""
+        ranker = self.ranker
+        own = ranker.adapter if ranker.adapter is not None and ranker.adapter.applies_to == "question" else None
+        if adapter is not None and adapter.applies_to != "question":
+            raise ConfigError(f"the adapter {adapter.path} acts on every token; the cached pass's own adapter "
+                              f"must be trained with bookqa train --attention question")
+        if own is not None and adapter is not None and Path(adapter.path) != Path(own.path):
+            raise ConfigError(f"two question-side adapters: {own.path} (the reranker model) and {adapter.path}")
+        adapter = adapter or own
+        if adapter is None:
+            return None
+        if ranker.source is None:
+            raise ConfigError("a question-side adapter needs a reranker loaded from its weights, not one passed in")
+        heads_file = Path(adapter.path) / MODEL_DIR_HEADS
+        if heads_file.is_file() and [tuple(h) for h in load_heads(heads_file).heads] != [tuple(h) for h in self.heads.heads]:
+            raise ConfigError(f"the adapter {adapter.path} was trained for other QR heads than the reranker's")
+        from .qr import load_model
+
+        load = dict(device=ranker.device, dtype=ranker.dtype, keep_layers=self.deepest + 1)
+        if ranker.adapter is not None:
+            self.encoder = load_model(ranker.source, **load)  # the chunks are the base model's
+        if own is None:
+            self.model = load_model(ranker.source, adapter=adapter, **load)
+        return adapter
+
     @property
     def torch_dtype(self):
         return next(self.model.parameters()).dtype
@@ -157,25 +219,17 @@ class CachedQRRanker(Reranker):
         the layout's text (the question span plays no part), the prefix's tokens and the chunks."""
         if self._identity is None:
             layout = {k: v for k, v in self.layout.to_json().items() if k != "question_span"}
-            self._identity = {"format": BLOCK_FORMAT, "weights": weights_identity(self.ranker),
+            self._identity = {"format": BLOCK_FORMAT, "weights": weights_identity(self.ranker, self.encoder),
                               "dtype": str(self.torch_dtype).removeprefix("torch."), "layers": self.shape.layers,
                               "layout": layout, "prefix_ids": list(self.prefix_ids), "kv_dtype": self.kv_dtype}
-        return {**self._identity, "model": self.ranker.config.model, "chunks": chunks_key}
+        return {**self._identity, "model": self._identity["weights"]["model"], "chunks": chunks_key}
 
     # --- encoding -------------------------------------------------------------------------------
     def _forward_rows(self, ids: Sequence[int], cache) -> Any:
         """Run ``ids`` after what ``cache`` holds; return the rows they appended,
         (tokens, layers, 2, kv_heads, head_dim)."""
-        import torch
-
-        past = cache.get_seq_length()
-        with torch.inference_mode():
-            run_layers(decoder_of(self.model), torch.tensor([list(ids)], dtype=torch.long), self.deepest,
-                       cache=cache)
-            keys = torch.stack([cache.layers[i].keys[0, :, past:] for i in range(self.shape.layers)])
-            values = torch.stack([cache.layers[i].values[0, :, past:] for i in range(self.shape.layers)])
-        # (layers, kvh, n, d) ×2 → (n, layers, 2, kvh, d)
-        return torch.stack([keys, values], dim=1).permute(3, 0, 1, 2, 4).contiguous()
+        # (layers, 2, kvh, n, d) → (n, layers, 2, kvh, d)
+        return appended_rows(self.encoder, ids, cache, self.deepest).permute(3, 0, 1, 2, 4).contiguous()
 
     def prefix_rows(self):
         """The shared prefix's keys/values, (layers, 2, kv_heads, p, head_dim) in float32 (computed once)."""
@@ -355,4 +409,8 @@ class CachedQRRanker(Reranker):
     def describe(self) -> dict[str, Any]:
         d = self.ranker.describe()
         d.update({"reranker": self.name, "permutations": 1, "refine": 0, "kv_dtype": self.kv_dtype})
+        if self.question_adapter is not None:
+            from .qr import adapter_label
+
+            d["question_adapter"] = adapter_label(self.question_adapter)
         return d

@@ -249,6 +249,7 @@ class QRRanker(Reranker):
         if settings.threads > 0:
             torch.set_num_threads(settings.threads)
         given_heads = None if heads is None or isinstance(heads, str) else _as_headset(heads)
+        self.source: Optional[str] = None  # where the weights were loaded from (None: a model passed in)
         if loaded is not None:
             self.model, self.tokenizer = loaded
             self.device = str(next(self.model.parameters()).device)
@@ -259,6 +260,7 @@ class QRRanker(Reranker):
             from .adapter import model_source
 
             source, adapter = model_source(config.model, settings, progress)  # trained heads may be an adapter
+            self.source = source
             resolved = resolve_config(config, model_dir=source, adapter=adapter, heads=given_heads)
             self.device = resolved.config.device
             progress("loading reranker model", 0, 1)
@@ -305,8 +307,9 @@ class QRRanker(Reranker):
         ``calibrate`` overrides the ranker's setting for this call. With ``keep_null`` the null
         question's scores are not subtracted: the scores returned are the plain ones and
         ``info["null_scores"]`` holds the null question's (same shape), so one pass serves both."""
-        import torch
-
+        if self.adapter is not None and self.adapter.applies_to == "question":
+            raise ConfigError(f"the adapter {self.adapter.path} was trained for the question of the cached-chunk "
+                              f"pass only; rank with it through BOOKQA_QR_MODE=cached (the full prompt has no use for it)")
         calibrate = self.calibrate if calibrate is None else bool(calibrate)
         heads = list(heads) if heads is not None else list(self.heads.heads)
         span_names = list(spans) if spans is not None else [self.layout.question_span]

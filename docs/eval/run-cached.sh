@@ -5,6 +5,10 @@
 # filled lazily in the evaluation library, as `bookqa ask` fills it. Resumable: stop and start at will.
 #   qr_cached / qr_cascade                  the plain shipped heads over cached chunks / + full prompt over the top 10
 #   qr_trained_cached / qr_trained_cascade  the same with the shipped adapter (the CPU default's ranker)
+#   qr_cached_adapted                       qr_cached with the cached pass's own question-side adapter
+#                                           (BOOKQA_QR_CACHED_ADAPTER, default auto: the shipped one)
+#   qr_trained_cascade_adapted              qr_cached_adapted, then the shipped adapter's full prompt over the
+#                                           top 10: what `bookqa ask --qr-mode cascade` runs out of the box
 # EXTRA adds eval options, e.g. EXTRA=--rank-all to rank the questions without gold chunks too (for eval-answers).
 set -euo pipefail
 
@@ -14,11 +18,14 @@ main() {
     cd "$(dirname "$0")/../.."
     export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
     export BOOKQA_RERANK_PERMUTATIONS=1 BOOKQA_RERANK_REFINE=0 BOOKQA_RERANKER_ADAPTER=none BOOKQA_DTYPE=float32
+    # the generator and answer style the stored runs recorded (these runs write no answers)
+    export BOOKQA_GENERATOR_MODEL=${BOOKQA_GENERATOR_MODEL:-qwen2.5-coder-0.5b} BOOKQA_ANSWER_STYLE=${BOOKQA_ANSWER_STYLE:-prose}
     export BOOKQA_QR_CACHE_DTYPE=${BOOKQA_QR_CACHE_DTYPE:-bfloat16} BOOKQA_QR_CASCADE_TOP=${BOOKQA_QR_CASCADE_TOP:-10}
+    export BOOKQA_QR_CACHED_ADAPTER=${BOOKQA_QR_CACHED_ADAPTER:-auto}
     BQ=".venv/bin/python -m bookqa"
     T="--trained ${TRAINED:-qwen2.5-coder-0.5b-qr-lora}"
     X="--exclude-ids docs/eval/qr-head-detection-ids.txt ${EXTRA:-}"
-    C=${CONFIGS:-qr,qr_trained,qr_trained_refine,qr_cached,qr_trained_cached,qr_cascade,qr_trained_cascade}
+    C=${CONFIGS:-qr,qr_trained,qr_trained_refine,qr_cached,qr_trained_cached,qr_cascade,qr_trained_cascade,qr_cached_adapted,qr_trained_cascade_adapted}
     for ds in ${DATASETS:-locomo musique narrativeqa}; do
         case $ds in
             locomo) $BQ eval locomo --data $D/locomo/locomo10.json --books 2 --per-book 1000 --configs "$C" --k 20 $X $T \
@@ -30,4 +37,4 @@ main() {
         esac
     done
 }
-main "$@"
+main "$@"; exit

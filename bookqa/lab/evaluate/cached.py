@@ -4,6 +4,10 @@
 ``qr_cascade``           ``qr_cached``, then the full prompt of ``qr`` over its top ``qr_cascade_top``
 ``qr_trained_cached``    the same two over the trained checkpoint (``--trained DIR``)
 ``qr_trained_cascade``
+``qr_cached_adapted``    ``qr_cached`` with the cached pass's own question-side adapter (``qr_cached_adapter``):
+                         the same chunk keys/values as ``qr_cached``, the question through the adapted weights
+``qr_trained_cascade_adapted``  ``qr_cached_adapted``'s order, then the trained checkpoint's full prompt over
+                         its top ``qr_cascade_top``: the cascade ``bookqa ask`` runs with the shipped adapters
 
 Each evaluation book keeps its chunk cache in its own directory, filled lazily for the candidates the
 questions draw (``qr_cache_dtype`` rows), exactly as ``bookqa ask`` fills it. A question's ``seconds`` are
@@ -19,10 +23,11 @@ from typing import Any, Callable
 from ...rerank.stage import open_book_cache
 from .configs import Config, ConfigResult, QuestionContext
 
-# name -> (the QR ranker it wraps: "qr" or "qr_trained", cascade)
-CACHED_CONFIGS: dict[str, tuple[str, bool]] = {
-    "qr_cached": ("qr", False), "qr_cascade": ("qr", True),
-    "qr_trained_cached": ("qr_trained", False), "qr_trained_cascade": ("qr_trained", True),
+# name -> (the QR ranker it wraps: "qr" or "qr_trained", cascade, with the question-side adapter)
+CACHED_CONFIGS: dict[str, tuple[str, bool, bool]] = {
+    "qr_cached": ("qr", False, False), "qr_cascade": ("qr", True, False),
+    "qr_trained_cached": ("qr_trained", False, False), "qr_trained_cascade": ("qr_trained", True, False),
+    "qr_cached_adapted": ("qr", False, True), "qr_trained_cascade_adapted": ("qr_trained", True, True),
 }
 
 

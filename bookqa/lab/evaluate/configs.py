@@ -21,7 +21,9 @@
 ``likert``                           the generator scores groups of candidates 0–10 in JSON (GroupRank
                                      style; not in the default set: it generates)
 ``qr_cached``, ``qr_cascade``,       cached-chunk QR over stored chunk keys/values, alone or with the full
-``qr_trained_cached``, ``…_cascade``  prompt re-ranking its top (evaluate/cached.py)
+``qr_trained_cached``, ``…_cascade``  prompt re-ranking its top (evaluate/cached.py); ``qr_cached_adapted``
+``qr_trained_cascade_adapted``       with the cached pass's question-side adapter (``qr_cached_adapter``), and
+                                     under the trained full prompt (what ``BOOKQA_QR_MODE=cascade`` runs)
 
 Every reranking configuration reads the same candidate list (the hybrid top-K computed once per
 question and stored in the results file), so differences are the reranker's alone. Each run of a
@@ -49,9 +51,10 @@ TRAINED_CONFIGS = ("qr_trained", "qr_trained_refine", "qr_trained_perm", "qr_tra
 TRAINED_EXTENSIONS = {"qr_trained_refine": ("qr_trained", "refine"), "qr_trained_perm": ("qr_trained", "orders"),
                       "qr_trained_perm_refine": ("qr_trained_perm", "refine")}
 # cached-chunk QR (evaluate/cached.py), not in the default set; the trained ones need --trained DIR
-CACHED_NAMES = ("qr_cached", "qr_cascade", "qr_trained_cached", "qr_trained_cascade")
-TRAINED_CONFIGS = TRAINED_CONFIGS + ("qr_trained_cached", "qr_trained_cascade")
-ALL_CONFIGS = ALL_CONFIGS + QR_VARIANTS + TRAINED_CONFIGS[1:] + ("qr_cached", "qr_cascade")
+CACHED_NAMES = ("qr_cached", "qr_cascade", "qr_trained_cached", "qr_trained_cascade", "qr_cached_adapted",
+                "qr_trained_cascade_adapted")
+TRAINED_CONFIGS = TRAINED_CONFIGS + ("qr_trained_cached", "qr_trained_cascade", "qr_trained_cascade_adapted")
+ALL_CONFIGS = ALL_CONFIGS + QR_VARIANTS + TRAINED_CONFIGS[1:] + ("qr_cached", "qr_cascade", "qr_cached_adapted")
 CANDIDATES_METHOD = "hybrid"
 # What the *_perm / *_refine configurations run when the settings leave it to the machine (0 / -1) or turn
 # it off: orders averaged (input, reversed, interleaved) and candidates scored again.

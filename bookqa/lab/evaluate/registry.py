@@ -135,15 +135,20 @@ def build_configs(names: Sequence[str], settings: Settings, trained: Optional[Pa
         if name in CACHED_CONFIGS:
             from .cached import CachedConfig
 
-            base, cascade = CACHED_CONFIGS[name]
+            base, cascade, adapted = CACHED_CONFIGS[name]
 
-            def make_cached(base=base):  # one cached ranker per QR ranker, shared by its configurations
+            def make_cached(base=base, adapted=adapted):  # one cached ranker per QR ranker and adapter
                 from ...rerank.cached import CachedQRRanker
+                from ...rerank.shared import question_adapter
 
-                if base not in wrapped:
+                if (base, adapted) not in wrapped:
                     ranker = shipped() if base == "qr" else trained_ranker()
-                    wrapped[base] = CachedQRRanker(ranker, kv_dtype=settings.qr_cache_dtype)
-                return wrapped[base]
+                    adapter = question_adapter(ranker, settings) if adapted else None
+                    if adapted and adapter is None:
+                        raise ConfigError(f"{name} needs the cached pass's adapter: set BOOKQA_QR_CACHED_ADAPTER")
+                    wrapped[base, adapted] = CachedQRRanker(ranker, kv_dtype=settings.qr_cache_dtype,
+                                                            question_adapter=adapter)
+                return wrapped[base, adapted]
 
             return CachedConfig(name, make_cached, cascade_top=settings.qr_cascade_top if cascade else 0)
         if name == "pointwise":

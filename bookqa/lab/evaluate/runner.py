@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from ...errors import ConfigError, InputError
-from ...fileio import read_json, write_json, write_jsonl
+from ...fileio import portable_path, read_json, write_json, write_jsonl
 from ...progress import Progress, no_progress
 from ...retrieve import search
 from ...settings import Settings
@@ -298,7 +298,7 @@ class Runner:
         if existing and not self.resume:
             raise ConfigError(f"{self.results_path} already holds {len(existing)} results; pass --resume to "
                               "continue that run, or choose another --out")
-        run_meta = {**self.meta, "dataset": self.data.name, "source": self.data.source, "k": self.k,
+        run_meta = {**self.meta, "dataset": self.data.name, "source": portable_path(str(self.data.source)), "k": self.k,
                     "configs": [c.name for c in self.configs], "answers": self.answers,
                     "answer_config": self.answer_config if self.answers else None, "top_n": self.settings.top_n,
                     "shuffle_check": self.shuffle_check,

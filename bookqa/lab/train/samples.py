@@ -34,7 +34,8 @@ import numpy as np
 
 from ...errors import InputError
 from ...fileio import read_jsonl, write_jsonl
-from ..detection.seeds import SeedItem, TokenBudget, build_seeds, locomo_chunks, read_rows, story_chunks
+from ..detection.seeds import (SeedItem, TokenBudget, build_seeds, locomo_chunks, read_rows, story_chunks,
+                               story_target)
 
 SPLITS = ("train", "val")
 PREFIX_DATASETS = ("narrativeqa", "locomo")
@@ -191,7 +192,7 @@ def document_chunks(dataset: str, path: Path | str, budget: TokenBudget, max_tok
             story = path.parent / rel
             if story.is_file():
                 out[doc] = story_chunks(story.read_text(encoding="utf-8", errors="replace"), budget,
-                                        target_tokens=min(100, max_tokens), max_tokens=max_tokens)
+                                        target_tokens=story_target(max_tokens), max_tokens=max_tokens)
     elif dataset == "locomo":
         for conv in json.loads(path.read_text(encoding="utf-8")):
             chunks = locomo_chunks(conv["conversation"], budget, min(100, max_tokens))

@@ -14,15 +14,45 @@ inside the recomputation, so the recomputed rows are the same tensors).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
 
 from ...errors import InputError, ModelError
 from ...rerank.heads import HeadSet
-from ...rerank.blocks import BlockSequence, block_sequence
+from ...rerank.blocks import BlockSequence, ChunkBlock, QuestionBlock, block_sequence, chunk_block, prefix_ids, \
+    question_block
 from ...rerank.prompt import BuiltPrompt, PromptLayout, build_prompt
-from ...rerank.readout import capturing, check_supported, decoder_of
+from ...rerank.readout import capturing, check_supported, decoder_of, new_cache, run_layers
+
+
+@dataclass
+class QuestionSidePrompt:
+    """The cached layout in its pieces (``attention="question"``): the shared prefix and the chunk blocks,
+    whose keys/values come from the base weights, and the question block, the only tokens run with the
+    adapter."""
+
+    prefix_ids: list[int]
+    chunks: list[ChunkBlock]
+    question_block: QuestionBlock
+
+    @property
+    def input_ids(self) -> list[int]:
+        return self.prefix_ids + [t for c in self.chunks for t in c.input_ids] + self.question_block.input_ids
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.prefix_ids) + sum(len(c.input_ids) for c in self.chunks) + len(self.question_block.input_ids)
+
+    @property
+    def candidates(self) -> list[ChunkBlock]:
+        return self.chunks
+
+    @property
+    def block_positions(self) -> int:
+        """The question starts one position past the longest chunk block (as blocks.py lays it out)."""
+        return max(len(c.input_ids) for c in self.chunks)
 
 
 class QRScorer:
@@ -38,7 +68,8 @@ class QRScorer:
         self.layout = layout
         self.checkpointing = checkpointing
         self.autocast_dtype = autocast_dtype  # bf16 mixed precision on CUDA; None = the weights' dtype
-        self.attention = attention  # full | block (the cached-chunk layout, rerank/blocks.py)
+        self.attention = attention  # full | block | question (the cached-chunk layout, rerank/blocks.py)
+        self.base_kv = None  # a BaseBlockKV (basekv.py), set before scoring when attention == "question"
         self.by_layer = heads.by_layer()
         self.deepest = heads.deepest_layer
         n_layers = len(self.decoder.layers)
@@ -54,6 +85,10 @@ class QRScorer:
         BlockSequence; a summary prefix has no place in it and is left out, as cached ranking leaves it out)."""
         if self.attention == "block":
             prompt = block_sequence(self.tokenizer, question, candidates, self.layout)
+        elif self.attention == "question":
+            prompt = QuestionSidePrompt(prefix_ids(self.tokenizer, self.layout),
+                                        [chunk_block(self.tokenizer, c, self.layout) for c in candidates],
+                                        question_block(self.tokenizer, question, self.layout))
         else:
             prompt = build_prompt(self.tokenizer, question, candidates, prefix, self.layout)
         if self.max_positions and prompt.n_tokens > self.max_positions:
@@ -68,7 +103,46 @@ class QRScorer:
                 return self._scores(prompt)
         return self._scores(prompt)
 
+    def _question_side_scores(self, prompt: QuestionSidePrompt) -> torch.Tensor:
+        """The cached pass with gradients: the prefix's and the chunks' keys/values from the base weights
+        (no gradient), the question block through layers 0..L of the trained model after them."""
+        if self.base_kv is None:
+            raise ModelError("question-side scoring needs the base model's block keys/values (QRScorer.base_kv)")
+        pieces = [self.base_kv.prefix(prompt.prefix_ids)]
+        spans, pos = [], len(prompt.prefix_ids)
+        for block in prompt.chunks:
+            rows = self.base_kv.block(prompt.prefix_ids, block.input_ids)
+            pieces.append(rows)
+            spans.append((pos + block.text_tokens[0], pos + block.text_tokens[1]))
+            pos += rows.shape[3]
+        dtype = self.decoder.embed_tokens.weight.dtype
+        kv = torch.cat(pieces, dim=3).to(device=self.device, dtype=dtype)
+        cache = new_cache(self.model)
+        for layer in range(kv.shape[0]):
+            cache.update(kv[layer, 0][None], kv[layer, 1][None], layer)
+        total = kv.shape[3]
+        q = prompt.question_block
+        rows = [total + t for t in range(*q.question)]
+        segments = torch.full((total + len(q.input_ids),), -1, dtype=torch.long, device=self.device)
+        for i, (a, b) in enumerate(spans):
+            segments[a:b] = i
+        n = len(spans)
+        with capturing(self.model, self.by_layer, rows, segments=segments, n_segments=n,
+                       skip_output=(self.deepest,)) as capture:
+            run_layers(self.decoder, torch.tensor([q.input_ids], dtype=torch.long), self.deepest, cache=cache,
+                       first_position=len(prompt.prefix_ids) + prompt.block_positions)
+        missing = set(self.by_layer) - set(capture.row_sum)
+        if missing:
+            raise ModelError(f"layers {sorted(missing)} did not dispatch through the attention interface; "
+                             f"this model architecture is not supported by QR training")
+        out = torch.zeros(n, dtype=torch.float32, device=self.device)
+        for layer in sorted(self.by_layer):
+            out = out + capture.row_sum[layer].mean(dim=1).sum(dim=0)
+        return out
+
     def _scores(self, prompt: BuiltPrompt) -> torch.Tensor:
+        if isinstance(prompt, QuestionSidePrompt):
+            return self._question_side_scores(prompt)
         from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
 
         decoder, config, device = self.decoder, self.decoder.config, self.device

@@ -60,8 +60,12 @@ DEFAULT_LR = {"full": 1e-5, "qr-layers": 1e-5, "lora": 1e-4}
 ORDERS = ("retriever", "shuffled")
 # How candidates are laid out: the full prompt (every candidate reads those before it), or the block layout
 # of cached-chunk QR (bookqa/rerank/blocks.py: each candidate sees only the shared prefix and itself, all at
-# one position range), so the heads learn to rank as the cached pass scores.
-ATTENTIONS = ("full", "block")
+# one position range), so the heads learn to rank as the cached pass scores; or that layout with the adapter on
+# the question block only ("question"): the prefix's and the chunks' keys/values are the base model's, as
+# a book's chunk cache holds them, so one cache serves the base model and every such adapter, and a training
+# sample runs only the question's tokens with gradients (basekv.py keeps the blocks' rows on disk).
+ATTENTIONS = ("full", "block", "question")
+BASE_KV_DIR = "base-kv"
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,8 @@ class TrainOptions:
             raise ConfigError(f"train attention must be one of {', '.join(ATTENTIONS)}, got {self.attention!r}")
         if self.candidates < 2:
             raise ConfigError("training needs at least 2 candidates per prompt")
+        if self.attention == "question" and self.scope != "lora":
+            raise ConfigError("attention 'question' trains an adapter over the base weights: it needs scope lora")
         if not 0 <= self.val_frac < 1:
             raise ConfigError(f"val_frac must be in [0, 1), got {self.val_frac}")
         if self.lr <= 0 or self.weight_decay < 0 or self.grad_clip < 0 or self.val_limit < 0:
@@ -291,6 +297,15 @@ def train(model: str, data: Sequence[str | Path], out: str | Path, *, heads: Opt
     layout = QRRanker(model=(net, tokenizer), heads=headset, settings=settings).layout
     scorer = QRScorer(net, tokenizer, headset, layout, checkpointing=options.grad_checkpointing,
                       autocast_dtype=autocast, attention=options.attention)
+    if options.attention == "question":
+        from .basekv import BaseBlockKV
+        from ...rerank.qr import resolve_dtype
+
+        # A frozen copy encodes the blocks, in the dtype the product's reranker would run on this device.
+        base_dtype = str(resolve_dtype(settings.dtype, device)).removeprefix("torch.")
+        base = load_model(source, device=device, dtype=base_dtype, keep_layers=headset.deepest_layer + 1)
+        scorer.base_kv = BaseBlockKV(base, headset.deepest_layer, out / BASE_KV_DIR,
+                                     identity=fingerprint({"source": str(source), "dtype": base_dtype}))
     train_set, val_set, sample_info = load_examples(data, tokenizer, scorer, options)
     val_set = val_set[:options.val_limit]
     torch.manual_seed(options.seed)  # LoRA's initial adapters
@@ -397,7 +412,9 @@ def write_model(out: Path, model, tokenizer, headset, layout, report: dict[str, 
         if adapter is not None:
             write_adapter(tmp, model, adapter["modules"], base_model=adapter["base_model"], rank=adapter["rank"],
                           alpha=adapter["alpha"], extra={"trained": {"steps": report["steps_done"],
-                                                                     "date": report["date"]}})
+                                                                     "date": report["date"]},
+                                                         **({"applies_to": "question"}
+                                                            if report["options"].get("attention") == "question" else {})})
         else:
             model.save_pretrained(str(tmp))
             tokenizer.save_pretrained(str(tmp))
