@@ -144,15 +144,17 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         meta["settings"]["default"] = _resolved(default_ranker_config(settings)).to_json()
     if any(n in CACHED_NAMES for n in names):  # how chunk keys/values are stored and how far the cascade reaches
         meta["settings"]["cached"] = {"kv_dtype": settings.qr_cache_dtype, "cascade_top": settings.qr_cascade_top}
-    if "qr_cached_adapted" in names:  # which adapter the cached pass asks with
+    adapted = [n for n in names if n in CACHED_NAMES and n.endswith("_adapted")]
+    if adapted:  # which adapter the cached pass asks with ("auto" resolved, as the ranker resolves it)
         from ..errors import ConfigError
-        from ..rerank.adapter import adapter_dir
+        from ..rerank.adapter import chosen_adapter
 
-        where = adapter_dir(settings.qr_cached_adapter)
-        if where is None:
-            raise ConfigError("qr_cached_adapted needs the cached pass's adapter: set BOOKQA_QR_CACHED_ADAPTER "
+        adapter = chosen_adapter(settings.reranker_model, settings.qr_cached_adapter,
+                                 heads_given=bool(settings.reranker_heads), applies_to="question")
+        if adapter is None:
+            raise ConfigError(f"{adapted[0]} needs the cached pass's adapter: set BOOKQA_QR_CACHED_ADAPTER "
                               "to a shipped adapter's name or an adapter directory")
-        meta["settings"]["cached_adapter"] = checkpoint_fingerprint(where)
+        meta["settings"]["cached_adapter"] = checkpoint_fingerprint(adapter.path)
     if args.trained:  # which checkpoint "qr_trained" is, so a resume cannot mix two under one name
         meta["settings"]["trained"] = checkpoint_fingerprint(args.trained)
     if args.resume:

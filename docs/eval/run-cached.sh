@@ -9,6 +9,9 @@
 #                                           (BOOKQA_QR_CACHED_ADAPTER, default auto: the shipped one)
 #   qr_trained_cascade_adapted              qr_cached_adapted, then the shipped adapter's full prompt over the
 #                                           top 10: what `bookqa ask --qr-mode cascade` runs out of the box
+# DATASETS=locomo-depth runs the cached pass beyond the first stage's top 20 instead: hybrid, qr_cached and
+# qr_cached_adapted over the hybrid top K for each K in KS (default "50 200"; 200 = every chunk of a
+# conversation), each K its own run under docs/eval/cached-depth/locomo-k<K>/ (the candidates differ).
 # EXTRA adds eval options, e.g. EXTRA=--rank-all to rank the questions without gold chunks too (for eval-answers).
 set -euo pipefail
 
@@ -34,6 +37,11 @@ main() {
                         --k 20 $X $T --out docs/eval/musique --resume --no-answers ;;
             narrativeqa) $BQ eval narrativeqa --data $D/narrativeqa/qaps_dev.jsonl --books 5 --per-book 1000 --configs "$C" \
                         --k 20 $X $T --out docs/eval/narrativeqa --resume --no-answers ;;
+            locomo-depth) for k in ${KS:-50 200}; do
+                        $BQ eval locomo --data $D/locomo/locomo10.json --books 2 --per-book 1000 \
+                            --configs hybrid,qr_cached,qr_cached_adapted --k $k $X --out docs/eval/cached-depth/locomo-k$k \
+                            --resume --no-answers
+                    done ;;
         esac
     done
 }
