@@ -240,7 +240,6 @@ def checkpoint_fingerprint(directory: Path) -> dict:
     return {"path": portable_path(str(directory.resolve())), "sha256": digest.hexdigest()}
 
 
-
 def _check_same_settings(run_file: Path, settings: dict) -> None:
     """Refuse to resume a run whose stored rows were made with other model settings: a report would mix
     two rerankers (or embedders, generators, trained checkpoints) under one name. Keys a run file lacks

@@ -47,7 +47,7 @@ from .blocks import BLOCK_FORMAT, chunk_block, prefix_ids, question_block
 from .heads import MODEL_DIR_HEADS, load_heads
 from .kvstore import KV_DTYPES, ChunkKVStore, KVShape
 from .qr import NULL_QUERY, QRRanker, _crop_cache, heads_by_layer, question_scores
-from .readout import decoder_of, new_cache, read_out, run_layers
+from .readout import cache_holding, decoder_of, new_cache, read_out, run_layers
 
 QR_MODES = ("full", "cached", "cascade")
 COMMIT_EVERY_S = 5.0  # a lazily or eagerly filled store records its built chunks at least this often
@@ -240,20 +240,13 @@ class CachedQRRanker(Reranker):
                     self._prefix_rows = rows.permute(1, 2, 3, 0, 4).float().contiguous()
         return self._prefix_rows
 
-    def _cache_with(self, kv):
-        """A transformers cache holding ``kv`` (layers, 2, kv_heads, S, head_dim) in the model's dtype."""
-        cache = new_cache(self.model)
-        for layer in range(self.shape.layers):
-            cache.update(kv[layer, 0][None], kv[layer, 1][None], layer)
-        return cache
-
     def encode_block(self, text: str):
         """One chunk block's rows (tokens, layers, 2, kv_heads, head_dim) in the model's dtype, and the token
         range of the chunk's text within the block."""
         block = chunk_block(self.tokenizer, text, self.layout)
         prefix = self.prefix_rows().to(self.torch_dtype)
         with self._lock:
-            rows = self._forward_rows(block.input_ids, self._cache_with(prefix))
+            rows = self._forward_rows(block.input_ids, cache_holding(self.model, prefix))
         return rows, block.text_tokens
 
     # --- a book's store -------------------------------------------------------------------------
@@ -324,7 +317,7 @@ class CachedQRRanker(Reranker):
         for i, (a, b) in enumerate(spans):
             seg_base[a:b] = i
         t0 = time.perf_counter()
-        cache = self._cache_with(kv)
+        cache = cache_holding(self.model, kv)
         t_cache = time.perf_counter() - t0
         out, info = {}, {"cached_tokens": int(total), "timings": {"cache": t_cache}}
         for which, question in (("scores", query), ("null", NULL_QUERY)):

@@ -310,3 +310,14 @@ def new_cache(model):
     from transformers import DynamicCache
 
     return DynamicCache(config=decoder_of(model).config)
+
+
+def cache_holding(model, kv: torch.Tensor):
+    """A cache for :func:`run_layers` holding stored keys/values ``kv`` (layers, 2, kv_heads, S, head_dim),
+    in the model's dtype and on its device (no copy when they already are)."""
+    weight = decoder_of(model).embed_tokens.weight
+    kv = kv.to(device=weight.device, dtype=weight.dtype)
+    cache = new_cache(model)
+    for layer in range(kv.shape[0]):
+        cache.update(kv[layer, 0][None], kv[layer, 1][None], layer)
+    return cache

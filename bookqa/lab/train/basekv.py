@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 import torch
 
 from ...rerank.cached import appended_rows
-from ...rerank.readout import new_cache
+from ...rerank.readout import cache_holding, new_cache
 
 ROWS = "rows"
 
@@ -49,13 +49,6 @@ class BaseBlockKV:
     def _run(self, ids: Sequence[int], cache) -> torch.Tensor:
         return appended_rows(self.model, ids, cache, self.deepest).to(self.store_dtype).clone()
 
-    def _cache_of(self, kv: torch.Tensor):
-        cache = new_cache(self.model)
-        dtype = next(self.model.parameters()).dtype
-        for layer in range(self.layers):
-            cache.update(kv[layer, 0][None].to(dtype), kv[layer, 1][None].to(dtype), layer)
-        return cache
-
     def prefix(self, prefix_ids: Sequence[int]) -> torch.Tensor:
         key = tuple(prefix_ids)
         if key not in self._prefix:
@@ -64,7 +57,7 @@ class BaseBlockKV:
 
     def block(self, prefix_ids: Sequence[int], ids: Sequence[int]) -> torch.Tensor:
         """The rows a chunk block appends after the shared prefix, at the positions right after it."""
-        return self._stored(prefix_ids, ids, lambda: self._run(ids, self._cache_of(self.prefix(prefix_ids))))
+        return self._stored(prefix_ids, ids, lambda: self._run(ids, cache_holding(self.model, self.prefix(prefix_ids))))
 
     def _stored(self, prefix_ids: Sequence[int], ids: Sequence[int], compute) -> torch.Tensor:
         from safetensors.torch import load_file, save_file

@@ -24,7 +24,7 @@ from ...rerank.heads import HeadSet
 from ...rerank.blocks import BlockSequence, ChunkBlock, QuestionBlock, block_sequence, chunk_block, prefix_ids, \
     question_block
 from ...rerank.prompt import BuiltPrompt, PromptLayout, build_prompt
-from ...rerank.readout import capturing, check_supported, decoder_of, new_cache, run_layers
+from ...rerank.readout import cache_holding, capturing, check_supported, decoder_of, run_layers
 
 
 @dataclass
@@ -115,11 +115,8 @@ class QRScorer:
             pieces.append(rows)
             spans.append((pos + block.text_tokens[0], pos + block.text_tokens[1]))
             pos += rows.shape[3]
-        dtype = self.decoder.embed_tokens.weight.dtype
-        kv = torch.cat(pieces, dim=3).to(device=self.device, dtype=dtype)
-        cache = new_cache(self.model)
-        for layer in range(kv.shape[0]):
-            cache.update(kv[layer, 0][None], kv[layer, 1][None], layer)
+        kv = torch.cat(pieces, dim=3)
+        cache = cache_holding(self.model, kv)
         total = kv.shape[3]
         q = prompt.question_block
         rows = [total + t for t in range(*q.question)]
