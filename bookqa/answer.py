@@ -68,6 +68,22 @@ class ParsedAnswer:
     checked_by: str = ""  # the citation checker that set each citation's ``supported`` ("" = none)
 
 
+EVIDENCE_ORDERS = ("document", "rank")
+
+
+def order_evidence(ranked: Sequence[Evidence], order: str = "document") -> list[Evidence]:
+    """The chosen passages (best first) renumbered 1..n in ``order``: ``document`` (as they appear in the
+    book) or ``rank`` (the reranker's best first)."""
+    if order not in EVIDENCE_ORDERS:
+        from .errors import ConfigError
+
+        raise ConfigError(f"evidence_order must be {' or '.join(EVIDENCE_ORDERS)}, got {order!r}")
+    if order == "document":
+        return evidence_in_document_order(ranked)
+    return [Evidence(number=i, chunk=e.chunk, score=e.score, rank=e.rank)
+            for i, e in enumerate(sorted(ranked, key=lambda e: e.rank), 1)]
+
+
 def evidence_in_document_order(ranked: Sequence[Evidence]) -> list[Evidence]:
     """Renumber the chosen passages 1..n in the order they appear in the book (DOS-RAG: document
     order helps small generators follow the story)."""

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 from .answer import (Citation, Evidence, ParsedAnswer, annotate, answer_tokens, attribute_uncited, backed_by,
-                     build_messages, evidence_in_document_order, is_chinese, is_refusal, parse_citations)
+                     build_messages, is_chinese, order_evidence, is_refusal, parse_citations)
 from .chunk import Chunk
 from .errors import InputError
 from .progress import Progress, no_progress
@@ -81,15 +81,16 @@ def answer_from(generator, question: str, chunks: Sequence[Chunk], ranked: Seque
                 title: str, top_n: int, max_tokens: int, stream: bool = False,
                 on_token: Optional[Callable[[str], None]] = None,
                 messages: Optional[Callable[[list[Evidence]], list]] = None, parse: bool = True,
-                style: str = "prose", refusal_example: bool = False, checker=None) -> DraftedAnswer:
-    """The tail of answering: the top ``top_n`` of ``ranked`` ((chunk id, score), best first) in document
-    order → the prompt (``messages(evidence)``, default the cited-answer prompt) → the generator (streamed
-    to ``on_token`` with ``stream``) → ``[n]`` citations resolved, uncited sentences attributed. ``style``
+                style: str = "prose", refusal_example: bool = False, checker=None,
+                order: str = "document") -> DraftedAnswer:
+    """The tail of answering: the top ``top_n`` of ``ranked`` ((chunk id, score), best first) in ``order``
+    (document or rank: answer.order_evidence) → the prompt (``messages(evidence)``, default the cited-answer
+    prompt) → the generator (streamed to ``on_token`` with ``stream``) → ``[n]`` citations resolved, uncited sentences attributed. ``style``
     is the answer style (answer.ANSWER_STYLES); it sets the prompt and the token budget;
     ``refusal_example`` adds the prompt's worked refusal. ``checker``
     (citecheck.py) marks each citation supported or not, and drops attributions it cannot back. ``ask``
     and the evaluation's answers both run it."""
-    evidence = choose_evidence(chunks, ranked, top_n)
+    evidence = choose_evidence(chunks, ranked, top_n, order)
     prompt = messages(evidence) if messages is not None else build_messages(question, evidence, title=title, prefix="",
                                                                             style=style, refusal_example=refusal_example)
     max_tokens = answer_tokens(style, max_tokens) if messages is None else max_tokens
@@ -112,11 +113,12 @@ def answer_from(generator, question: str, chunks: Sequence[Chunk], ranked: Seque
     return DraftedAnswer(text, evidence, parsed, seconds, time.perf_counter() - t, prompt_tokens, completion_tokens)
 
 
-def choose_evidence(chunks: Sequence[Chunk], ranked: Sequence[tuple[int, float]], top_n: int) -> list[Evidence]:
-    """The top ``top_n`` of ``ranked`` as the generator's passages, numbered in document order."""
+def choose_evidence(chunks: Sequence[Chunk], ranked: Sequence[tuple[int, float]], top_n: int,
+                    order: str = "document") -> list[Evidence]:
+    """The top ``top_n`` of ``ranked`` as the generator's passages, numbered in ``order`` (document or rank)."""
     chosen = [Evidence(number=0, chunk=chunks[cid], score=float(score), rank=r)
               for r, (cid, score) in enumerate(ranked[:top_n], 1)]
-    return evidence_in_document_order(chosen)
+    return order_evidence(chosen, order)
 
 
 def cite_answer(text: str, evidence: Sequence[Evidence], question: str, *, style: str = "prose",
@@ -267,7 +269,7 @@ def ask(book: Book, question: str, settings: Optional[Settings] = None, *, k: Op
     drafted = answer_from(generator, question, chunks, [(r.chunk_id, r.score) for r in ranked], title=book.title,
                           top_n=top_n, max_tokens=settings.answer_max_tokens, stream=True, on_token=on_token,
                           style=settings.answer_style, refusal_example=settings.refusal_example,
-                          checker=citation_checker(settings, generator))
+                          checker=citation_checker(settings, generator), order=settings.evidence_order)
     answer, evidence, parsed = drafted.text, drafted.evidence, drafted.parsed
     timings["generate"] = drafted.seconds
     timings["cite"] = drafted.cite_seconds

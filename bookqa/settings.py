@@ -111,6 +111,7 @@ class Settings(EnvSettings):
     embed_window_overlap: int = 32  # tokens shared by the windows of a chunk longer than the embedder reads
     query_threads: int = 1  # torch threads while embedding a query (0 = unchanged); see retrieve/dense.py
     top_n: int = 3  # reranked chunks handed to the generator
+    evidence_order: str = "document"  # order of the passages in the answer prompt: document (as in the book) | rank (the reranker's best first)
     answer_max_tokens: int = 256  # longest answer the generator may write
     citation_check: str = "auto"  # whether each citation's passage is checked to support its sentence (citecheck.py): off | judge (the generator answers yes/no) | embedder (sentence similarity) | both (the two must agree) | auto (both, or embedder alone when the generator is too small to judge)
     answer_style: str = "short"  # prose (one to three cited sentences, for people) | short (the answer phrase alone, as evaluation references are written; still cited)
@@ -158,6 +159,8 @@ class Settings(EnvSettings):
             raise ConfigError(f"generator must be 'local' or 'remote', got {self.generator!r}")
         if self.citation_check not in ("off", "judge", "embedder", "both", "auto"):
             raise ConfigError(f"citation_check must be off, judge, embedder, both or auto, got {self.citation_check!r}")
+        if self.evidence_order not in ("document", "rank"):
+            raise ConfigError(f"evidence_order must be document or rank, got {self.evidence_order!r}")
         if self.answer_style not in ("prose", "short"):
             raise ConfigError(f"answer_style must be prose or short, got {self.answer_style!r}")
         if self.summaries not in ("llm", "extractive", "none"):

@@ -1,5 +1,5 @@
 """Citation parsing and resolution edge cases (no model needed)."""
-from bookqa.answer import (Evidence, build_messages, evidence_in_document_order, is_chinese, parse_citations,
+from bookqa.answer import (Evidence, build_messages, evidence_in_document_order, is_chinese, order_evidence, parse_citations,
                            parse_numbers, split_sentences)
 from bookqa.chunk import Chunk
 
@@ -25,6 +25,20 @@ def test_document_order_renumbering():
     ev = _evidence()
     assert [e.chunk.id for e in ev] == [0, 1, 2] and [e.number for e in ev] == [1, 2, 3]
     assert [e.rank for e in ev] == [2, 3, 1]
+
+
+def test_rank_order_keeps_the_rerankers_best_first():
+    ch = _chunks()
+    ranked = [Evidence(0, ch[2], 5.0, 1), Evidence(0, ch[0], 3.0, 2), Evidence(0, ch[1], 1.0, 3)]
+    ev = order_evidence(list(reversed(ranked)), "rank")
+    assert [e.chunk.id for e in ev] == [2, 0, 1] and [e.number for e in ev] == [1, 2, 3]
+    assert [e.chunk.id for e in order_evidence(ranked, "document")] == [0, 1, 2]
+    import pytest
+
+    from bookqa.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        order_evidence(ranked, "shuffled")
 
 
 def test_parse_numbers_forms():

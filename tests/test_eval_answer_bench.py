@@ -22,8 +22,11 @@ def test_variant_specs_parse_and_refuse_nonsense():
     worked = Variant.parse("w=refusal:example")
     assert worked.settings(Settings()).refusal_example and not v.settings(Settings()).refusal_example
     assert worked.unchecked() != Variant(name="other").unchecked()  # the example changes the answer's text
+    ranked = Variant.parse("o=order:rank")
+    assert ranked.settings(Settings()).evidence_order == "rank" and v.settings(Settings()).evidence_order == "document"
+    assert ranked.unchecked() != Variant(name="other").unchecked()  # the order changes the prompt
     for bad in ("noequals", "x=colour:red", "x=style:essay", "x=top:0", "=style:short", "x=check:vibes",
-                "x=refusal:always"):
+                "x=refusal:always", "x=order:random"):
         with pytest.raises(ConfigError):
             Variant.parse(bad)
 

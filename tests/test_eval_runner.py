@@ -74,9 +74,13 @@ def test_resume_skips_finished_questions_and_adds_configs(esettings, tmp_path):
     # a killed run can leave a torn last line: it is ignored
     with open(out / "musique.jsonl", "a", encoding="utf-8") as fh:
         fh.write('{"qid": "2hop__1_2", "configs": {"bm')
+    built = json.loads((out / "musique-books.json").read_text())
     more = _runner(data, ["bm25", "hybrid"], esettings, out, resume=True)
     more.run()
     assert more.calls == {"bm25": 0, "hybrid": 2}
+    # the books were built by the first run: their record of that build survives the resumed run's open
+    assert json.loads((out / "musique-books.json").read_text()) == built
+    assert any(b["stages_run"] for b in built.values())
     rows = read_rows(out / "musique.jsonl")
     assert len((out / "musique.jsonl").read_text().splitlines()) == 2  # compacted: one row per question
     assert all(set(r["configs"]) == {"bm25", "hybrid"} for r in rows.values())

@@ -12,6 +12,9 @@
 # DATASETS=locomo-depth runs the cached pass beyond the first stage's top 20 instead: hybrid, qr_cached and
 # qr_cached_adapted over the hybrid top K for each K in KS (default "50 200"; 200 = every chunk of a
 # conversation), each K its own run under docs/eval/cached-depth/locomo-k<K>/ (the candidates differ).
+# DATASETS=locomo-int8 ranks LoCoMo with int8 cache rows (BOOKQA_QR_CACHE_DTYPE=int8, half the bytes of
+# bfloat16) under docs/eval/cached-int8/locomo: hybrid, qr_cached and qr_cached_adapted over the same
+# hybrid top 20, to set beside the bfloat16 rows of docs/eval/locomo.
 # EXTRA adds eval options, e.g. EXTRA=--rank-all to rank the questions without gold chunks too (for eval-answers).
 set -euo pipefail
 
@@ -37,6 +40,9 @@ main() {
                         --k 20 $X $T --out docs/eval/musique --resume --no-answers ;;
             narrativeqa) $BQ eval narrativeqa --data $D/narrativeqa/qaps_dev.jsonl --books 5 --per-book 1000 --configs "$C" \
                         --k 20 $X $T --out docs/eval/narrativeqa --resume --no-answers ;;
+            locomo-int8) BOOKQA_QR_CACHE_DTYPE=int8 $BQ eval locomo --data $D/locomo/locomo10.json --books 2 \
+                        --per-book 1000 --configs hybrid,qr_cached,qr_cached_adapted --k 20 $X \
+                        --out docs/eval/cached-int8/locomo --resume --no-answers ;;
             locomo-depth) for k in ${KS:-50 200}; do
                         $BQ eval locomo --data $D/locomo/locomo10.json --books 2 --per-book 1000 \
                             --configs hybrid,qr_cached,qr_cached_adapted --k $k $X --out docs/eval/cached-depth/locomo-k$k \

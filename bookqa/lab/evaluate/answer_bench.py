@@ -37,7 +37,7 @@ from .datasets.locomo import CATEGORY_NAMES
 
 SEED = 0
 ANSWERS = "answers.jsonl"
-VARIANT_KEYS = ("generator", "model", "base_url", "style", "evidence", "top", "check", "refusal")
+VARIANT_KEYS = ("generator", "model", "base_url", "style", "evidence", "top", "order", "check", "refusal")
 
 
 @dataclass(frozen=True)
@@ -51,12 +51,13 @@ class Variant:
     style: str = "short"
     evidence: str = "qr_trained_refine"  # the stored configuration whose ranking supplies the passages
     top: int = 3
+    order: str = "document"  # the passages' order in the prompt: document | rank (answer.order_evidence)
     check: str = "off"  # citation check (citecheck.py): off | judge | embedder | both
     refusal: str = "off"  # off | example (the prompt also shows a worked "not in the passages" answer)
 
     @classmethod
     def parse(cls, spec: str) -> "Variant":
-        """``NAME=key:value,key:value`` (keys: generator, model, base_url, style, evidence, top, check, refusal)."""
+        """``NAME=key:value,key:value`` (keys: generator, model, base_url, style, evidence, top, order, check, refusal)."""
         name, _, rest = spec.partition("=")
         if not name.strip() or not rest:
             raise ConfigError(f"variant {spec!r} must look like NAME=key:value,... (keys: {', '.join(VARIANT_KEYS)})")
@@ -72,17 +73,19 @@ class Variant:
             raise ConfigError(f"variant {name}: style must be prose or short, generator local or remote, top >= 1")
         if variant.check not in CHECKERS:
             raise ConfigError(f"variant {name}: check must be one of {', '.join(CHECKERS)}")
+        if variant.order not in ("document", "rank"):
+            raise ConfigError(f"variant {name}: order must be document or rank")
         if variant.refusal not in ("off", "example"):
             raise ConfigError(f"variant {name}: refusal must be off or example")
         return variant
 
     def unchecked(self) -> tuple:
         """What makes the answer's text: a checked variant can reuse the text of an unchecked twin."""
-        return (self.generator, self.model, self.base_url, self.style, self.evidence, self.top, self.refusal)
+        return (self.generator, self.model, self.base_url, self.style, self.evidence, self.top, self.order, self.refusal)
 
     def settings(self, base: Settings) -> Settings:
         return base.replace(generator=self.generator, generator_model=self.model, answer_style=self.style,
-                            base_url=self.base_url or None, top_n=self.top,
+                            base_url=self.base_url or None, top_n=self.top, evidence_order=self.order,
                             refusal_example=self.refusal == "example")
 
 
@@ -115,7 +118,7 @@ def answer_one(generator, row: dict[str, Any], book, variant: Variant, settings:
 
     ranked = row["configs"][variant.evidence]["chunk_ids"]
     if reuse is not None:
-        evidence = choose_evidence(book.chunks, [(int(c), 0.0) for c in ranked], variant.top)
+        evidence = choose_evidence(book.chunks, [(int(c), 0.0) for c in ranked], variant.top, variant.order)
         text = reuse["text"]
         t0 = time.perf_counter()
         parsed = cite_answer(text, evidence, row["question"], style=variant.style, checker=checker)
@@ -128,7 +131,7 @@ def answer_one(generator, row: dict[str, Any], book, variant: Variant, settings:
         drafted = answer_from(generator, row["question"], book.chunks, [(int(c), 0.0) for c in ranked],
                               title=book.title, top_n=variant.top, max_tokens=settings.answer_max_tokens, stream=True,
                               on_token=lambda _p: first or first.append(time.perf_counter()), style=variant.style,
-                              refusal_example=settings.refusal_example, checker=checker)
+                              refusal_example=settings.refusal_example, checker=checker, order=variant.order)
         ttft = (first[0] - t0) if first else drafted.seconds
         text, parsed, evidence = drafted.text, drafted.parsed, drafted.evidence
         prompt_text = "\n".join(m["content"] for m in _messages(row["question"], evidence, book.title, variant.style,
@@ -357,6 +360,10 @@ def _ranker_pairs(rows_by_qid: dict[str, dict], variants: Sequence[Variant], don
     return out
 
 
+def _order_note(variant: dict) -> str:
+    return ", rank order" if variant.get("order", "document") == "rank" else ""
+
+
 def _ci(entry: Optional[dict], scale: float = 100.0) -> str:
     if not entry or entry.get("mean") is None:
         return "–"
@@ -374,10 +381,10 @@ def render(summary: dict[str, Any]) -> str:
     for name, e in variants.items():
         v = e["variant"]
         if not e["n"]:
-            lines.append(f"| {name} | {v['model']} | {v['style']} | {v['evidence']} top {v['top']} | 0 |" + " – |" * 11)
+            lines.append(f"| {name} | {v['model']} | {v['style']} | {v['evidence']} top {v['top']}{_order_note(v)} | 0 |" + " – |" * 11)
             continue
         lines.append(
-            f"| {name} | {v['generator']}:{v['model']} | {v['style']} | {v['evidence']} top {v['top']} | {e['n']} | "
+            f"| {name} | {v['generator']}:{v['model']} | {v['style']} | {v['evidence']} top {v['top']}{_order_note(v)} | {e['n']} | "
             f"{_ci(e.get('f1'))} | {_ci(e.get('em'))} | {_ci(e.get('rougeL'))} | {_ci(e.get('locomo_f1'))} | "
             f"{e['refused'] * 100:.0f}% | {e['with_valid_citation'] * 100:.0f}% | {e['prompt_tokens']['p50']:.0f} | "
             f"{e['prompt_seconds']['p50']:.2f} | {e['write_seconds']['p50']:.2f} | {e['seconds']['p50']:.2f} | "

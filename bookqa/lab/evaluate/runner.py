@@ -356,7 +356,7 @@ class Runner:
             if not qs:
                 continue
             prepared = self.preparer.prepare(doc)
-            books_info[doc.id] = prepared.info()
+            books_info[doc.id] = book_record(prepared.info(), books_info.get(doc.id))
             write_json(self.books_path, books_info)
             self.run_questions(prepared, doc, qs, existing, lambda q: advance(1, doc.title))
 
@@ -527,3 +527,12 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def book_record(info: dict[str, Any], stored: Optional[dict[str, Any]]) -> dict[str, Any]:
+    """A book's line in the run's books file. A resumed run that found the book already built keeps the
+    stored record of the build (its seconds and stages) instead of the zero-second open that found it."""
+    same = stored is not None and all(stored.get(k) == info.get(k) for k in ("book_id", "chunks_fingerprint"))
+    if not info.get("stages_run") and same:
+        return {**info, "seconds": stored.get("seconds", info["seconds"]), "stages_run": stored.get("stages_run", [])}
+    return info

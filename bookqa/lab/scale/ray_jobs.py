@@ -24,7 +24,7 @@ from ...scale.cluster import RayOptions, actor_class, connected, done_counter, t
 from ...settings import Settings
 from ..evaluate.configs import Config
 from ..evaluate.datasets.base import EvalData, Question
-from ..evaluate.runner import Runner, Selection, part_path, read_parts, read_rows
+from ..evaluate.runner import Runner, Selection, book_record, part_path, read_parts, read_rows
 
 POLL_S = 0.5  # how often the driver moves the progress bar while no book finishes
 
@@ -127,7 +127,7 @@ class RayRunner(Runner):
                         result = None
                     if result is not None:
                         existing.update(read_rows(part_path(self.parts_dir, result["doc_id"])))
-                        books_info[result["doc_id"]] = result["info"]
+                        books_info[result["doc_id"]] = book_record(result["info"], books_info.get(result["doc_id"]))
                         self._write_books(books_info)
                         for name, n in result["calls"].items():
                             self.calls[name] = self.calls.get(name, 0) + n

@@ -35,6 +35,7 @@ main() {
         [short-1.5b-top1]="style:short,evidence:$D,$B15,top:1"
         [short-1.5b-top5]="style:short,evidence:$D,$B15,top:5"
         [short-1.5b-top10]="style:short,evidence:$D,$B15,top:10"
+        [short-1.5b-rank]="style:short,evidence:$D,$B15,order:rank"
         [short-1.5b-top5-both]="style:short,evidence:$D,$B15,top:5,check:both"
         [default-hybrid]="style:prose,evidence:hybrid"
         [short-1.5b-hybrid]="style:short,evidence:hybrid,$B15"
