@@ -141,7 +141,7 @@ class Settings(EnvSettings):
     rerank_refine: int = -1  # QR: score the top N of the first ranking again in a short prompt in reversed order and average: -1 auto (5 when one order is scored, i.e. on CPU or with trained heads; off with two or more), 0 off (docs/order-robust-qr.md)
     # --- cached-chunk QR (bookqa/rerank/cached.py): chunk keys/values stored per book, a question runs only
     # its own tokens; "cascade" lets the full prompt re-rank the cached pass's top qr_cascade_top ---
-    qr_mode: str = "full"  # full (one prompt over the candidates) | cached (over stored chunk keys/values) | cascade (cached over all candidates, full prompt over the top qr_cascade_top)
+    qr_mode: str = "full"  # full (one prompt over the candidates) | cached (over stored chunk keys/values) | cascade (cached over all candidates, full prompt over the top qr_cascade_top; measured below cached on LoCoMo)
     qr_cache: str = "lazy"  # when chunk keys/values are computed: lazy (for the candidates a question draws, kept for the next) | book (every chunk at ingest) | off (only a cache that exists is used, else the full prompt)
     qr_cache_dtype: str = "bfloat16"  # stored keys/values: bfloat16 | float16 | float32 | int8 (half the bytes)
     qr_cascade_top: int = 10  # cascade: candidates the full prompt re-ranks
