@@ -159,10 +159,12 @@ class Settings(EnvSettings):
             raise ConfigError(f"generator must be 'local' or 'remote', got {self.generator!r}")
         if self.citation_check not in ("off", "judge", "embedder", "both", "auto"):
             raise ConfigError(f"citation_check must be off, judge, embedder, both or auto, got {self.citation_check!r}")
-        if self.evidence_order not in ("document", "rank"):
-            raise ConfigError(f"evidence_order must be document or rank, got {self.evidence_order!r}")
-        if self.answer_style not in ("prose", "short"):
-            raise ConfigError(f"answer_style must be prose or short, got {self.answer_style!r}")
+        from .answer import ANSWER_STYLES, EVIDENCE_ORDERS  # defined where the prompt is built
+
+        if self.evidence_order not in EVIDENCE_ORDERS:
+            raise ConfigError(f"evidence_order must be {' or '.join(EVIDENCE_ORDERS)}, got {self.evidence_order!r}")
+        if self.answer_style not in ANSWER_STYLES:
+            raise ConfigError(f"answer_style must be {' or '.join(ANSWER_STYLES)}, got {self.answer_style!r}")
         if self.summaries not in ("llm", "extractive", "none"):
             raise ConfigError(f"summaries must be llm, extractive or none, got {self.summaries!r}")
         if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
-from ...answer import backed_by, is_refusal
+from ...answer import ANSWER_STYLES, EVIDENCE_ORDERS, backed_by, is_refusal
 from ...citecheck import CHECKERS
 from ...errors import BookQAError, ConfigError
 from ...fileio import write_json, write_text
@@ -69,12 +69,12 @@ class Variant:
                 raise ConfigError(f"variant {name}: unknown or empty key {key!r} (keys: {', '.join(VARIANT_KEYS)})")
             values[key] = int(value) if key == "top" else value.strip() if key != "base_url" else value
         variant = cls(name=name.strip(), **values)
-        if variant.style not in ("prose", "short") or variant.generator not in ("local", "remote") or variant.top < 1:
+        if variant.style not in ANSWER_STYLES or variant.generator not in ("local", "remote") or variant.top < 1:
             raise ConfigError(f"variant {name}: style must be prose or short, generator local or remote, top >= 1")
         if variant.check not in CHECKERS:
             raise ConfigError(f"variant {name}: check must be one of {', '.join(CHECKERS)}")
-        if variant.order not in ("document", "rank"):
-            raise ConfigError(f"variant {name}: order must be document or rank")
+        if variant.order not in EVIDENCE_ORDERS:
+            raise ConfigError(f"variant {name}: order must be {' or '.join(EVIDENCE_ORDERS)}")
         if variant.refusal not in ("off", "example"):
             raise ConfigError(f"variant {name}: refusal must be off or example")
         return variant
