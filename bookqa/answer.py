@@ -9,7 +9,7 @@ citation are flagged. A small local model cannot break a citation into a wrong s
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Optional, Sequence
 
 from .chunk import Chunk
@@ -39,6 +39,11 @@ class Evidence:
     chunk: Chunk
     score: float  # reranker score (or first-stage score when not reranked)
     rank: int  # rank after reranking, 1 = best
+    shown: Optional[str] = None  # what the generator reads when not the whole chunk (focus.py trims it)
+
+    @property
+    def text(self) -> str:
+        return self.chunk.text if self.shown is None else self.shown
 
 
 @dataclass
@@ -80,15 +85,14 @@ def order_evidence(ranked: Sequence[Evidence], order: str = "document") -> list[
         raise ConfigError(f"evidence_order must be {' or '.join(EVIDENCE_ORDERS)}, got {order!r}")
     if order == "document":
         return evidence_in_document_order(ranked)
-    return [Evidence(number=i, chunk=e.chunk, score=e.score, rank=e.rank)
-            for i, e in enumerate(sorted(ranked, key=lambda e: e.rank), 1)]
+    return [replace(e, number=i) for i, e in enumerate(sorted(ranked, key=lambda e: e.rank), 1)]
 
 
 def evidence_in_document_order(ranked: Sequence[Evidence]) -> list[Evidence]:
     """Renumber the chosen passages 1..n in the order they appear in the book (DOS-RAG: document
     order helps small generators follow the story)."""
     ordered = sorted(ranked, key=lambda e: e.chunk.start)
-    return [Evidence(number=i, chunk=e.chunk, score=e.score, rank=e.rank) for i, e in enumerate(ordered, 1)]
+    return [replace(e, number=i) for i, e in enumerate(ordered, 1)]
 
 
 # Answer styles. "prose" writes one to three cited sentences for a reader; "short" writes the answer
@@ -173,7 +177,7 @@ def build_messages(question: str, evidence: Sequence[Evidence], title: str = "",
     blocks = []
     for e in evidence:
         where = e.chunk.chapter or f"chunk {e.chunk.id}"
-        blocks.append(f"[{e.number}] ({where})\n{e.chunk.text.strip()}")
+        blocks.append(f"[{e.number}] ({where})\n{e.text.strip()}")
     passages = "\n\n".join(blocks)
     if lang == "zh":
         user = (f"背景摘要：\n{prefix}\n\n" if prefix else "") + \

@@ -75,6 +75,7 @@ class DraftedAnswer:
     cite_seconds: float = 0.0
     prompt_tokens: Optional[int] = None  # known when not streamed
     completion_tokens: Optional[int] = None
+    focus_seconds: Optional[float] = None  # trimming the passages (None: not trimmed)
 
 
 def answer_from(generator, question: str, chunks: Sequence[Chunk], ranked: Sequence[tuple[int, float]], *,
@@ -82,15 +83,21 @@ def answer_from(generator, question: str, chunks: Sequence[Chunk], ranked: Seque
                 on_token: Optional[Callable[[str], None]] = None,
                 messages: Optional[Callable[[list[Evidence]], list]] = None, parse: bool = True,
                 style: str = "prose", refusal_example: bool = False, checker=None,
-                order: str = "document") -> DraftedAnswer:
+                order: str = "document", trim: Optional[Callable[[list[Evidence]], list[Evidence]]] = None
+                ) -> DraftedAnswer:
     """The tail of answering: the top ``top_n`` of ``ranked`` ((chunk id, score), best first) in ``order``
     (document or rank: answer.order_evidence) → the prompt (``messages(evidence)``, default the cited-answer
     prompt) → the generator (streamed to ``on_token`` with ``stream``) → ``[n]`` citations resolved, uncited sentences attributed. ``style``
     is the answer style (answer.ANSWER_STYLES); it sets the prompt and the token budget;
     ``refusal_example`` adds the prompt's worked refusal. ``checker``
-    (citecheck.py) marks each citation supported or not, and drops attributions it cannot back. ``ask``
-    and the evaluation's answers both run it."""
+    (citecheck.py) marks each citation supported or not, and drops attributions it cannot back. ``trim``
+    (focus.attention_trimmer) cuts the passages to what the generator reads. ``ask`` and the evaluation's
+    answers both run it."""
     evidence = choose_evidence(chunks, ranked, top_n, order)
+    t = time.perf_counter()
+    if trim is not None:
+        evidence = trim(evidence)
+    focus_seconds = time.perf_counter() - t
     prompt = messages(evidence) if messages is not None else build_messages(question, evidence, title=title, prefix="",
                                                                             style=style, refusal_example=refusal_example)
     max_tokens = answer_tokens(style, max_tokens) if messages is None else max_tokens
@@ -110,7 +117,8 @@ def answer_from(generator, question: str, chunks: Sequence[Chunk], ranked: Seque
     seconds = time.perf_counter() - t
     t = time.perf_counter()
     parsed = cite_answer(text, evidence, question, style=style, checker=checker) if parse else None
-    return DraftedAnswer(text, evidence, parsed, seconds, time.perf_counter() - t, prompt_tokens, completion_tokens)
+    return DraftedAnswer(text, evidence, parsed, seconds, time.perf_counter() - t, prompt_tokens, completion_tokens,
+                         focus_seconds if trim is not None else None)
 
 
 def choose_evidence(chunks: Sequence[Chunk], ranked: Sequence[tuple[int, float]], top_n: int,
@@ -196,6 +204,18 @@ def _rerank(book: Book, question: str, cand_chunks: Sequence[Chunk], prefix_text
     return ranker.rank(question, cand_chunks, prefix=prefix_text or None), mode
 
 
+def _focus_ranker(reranker, settings: Settings, progress: Progress):
+    """The full-prompt QRRanker whose heads pick the sentences the generator reads: the one ranking (or
+    inside the cached ranker), else the configured one."""
+    from .rerank.cached import CachedQRRanker
+
+    if isinstance(reranker, CachedQRRanker):
+        return reranker.ranker
+    if reranker is not None and hasattr(reranker, "token_attention"):
+        return reranker
+    return get_reranker(settings, progress)  # also the model inside the cached ranker (rerank/shared.py)
+
+
 MAX_QUESTION_CHARS = 2000
 
 
@@ -266,11 +286,21 @@ def ask(book: Book, question: str, settings: Optional[Settings] = None, *, k: Op
                           location=chunks[cid].location, snippet=_snippet(chunks[cid].text))
               for i, (cid, score) in enumerate(order, 1)]
 
+    trim = None
+    if settings.evidence_keep < 1.0:
+        if rerank:
+            from .focus import attention_trimmer
+
+            trim = attention_trimmer(_focus_ranker(reranker, settings, progress), question, settings.evidence_keep)
+        else:
+            warnings.append("evidence_keep needs the reranker's heads; without reranking the passages are given whole")
     drafted = answer_from(generator, question, chunks, [(r.chunk_id, r.score) for r in ranked], title=book.title,
                           top_n=top_n, max_tokens=settings.answer_max_tokens, stream=True, on_token=on_token,
                           style=settings.answer_style, refusal_example=settings.refusal_example,
-                          checker=citation_checker(settings, generator), order=settings.evidence_order)
+                          checker=citation_checker(settings, generator), order=settings.evidence_order, trim=trim)
     answer, evidence, parsed = drafted.text, drafted.evidence, drafted.parsed
+    if drafted.focus_seconds is not None:
+        timings["focus"] = drafted.focus_seconds
     timings["generate"] = drafted.seconds
     timings["cite"] = drafted.cite_seconds
     timings["total"] = time.perf_counter() - t_all

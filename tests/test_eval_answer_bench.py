@@ -25,8 +25,11 @@ def test_variant_specs_parse_and_refuse_nonsense():
     ranked = Variant.parse("o=order:rank")
     assert ranked.settings(Settings()).evidence_order == "rank" and v.settings(Settings()).evidence_order == "document"
     assert ranked.unchecked() != Variant(name="other").unchecked()  # the order changes the prompt
+    trimmed = Variant.parse("k=keep:0.5")
+    assert trimmed.keep == 0.5 and trimmed.settings(Settings()).evidence_keep == 0.5 and v.keep == 1.0
+    assert trimmed.unchecked() != Variant(name="other").unchecked()  # trimming changes the prompt
     for bad in ("noequals", "x=colour:red", "x=style:essay", "x=top:0", "=style:short", "x=check:vibes",
-                "x=refusal:always", "x=order:random"):
+                "x=refusal:always", "x=order:random", "x=keep:0", "x=keep:1.5", "x=keep:half"):
         with pytest.raises(ConfigError):
             Variant.parse(bad)
 

@@ -77,6 +77,7 @@ class BuiltPrompt:
     prefix: Optional[tuple[int, int]]  # token range of the summary prefix text
     question_chars: tuple[int, int]
     candidate_chars: list[tuple[int, int]]
+    offsets: Optional[np.ndarray] = None  # (n_tokens, 2) character range of each token in ``text``
 
     @property
     def n_tokens(self) -> int:
@@ -167,4 +168,4 @@ def build_prompt(tokenizer, question: str, candidates: Sequence[str], prefix: Op
     prefix_tokens = _char_to_token_span(starts, ends, *prefix_chars) if prefix_chars else None
     return BuiltPrompt(text=text, input_ids=list(enc["input_ids"]), question=spans[layout.question_span],
                        spans=spans, candidates=cand_tokens, prefix=prefix_tokens, question_chars=question_chars,
-                       candidate_chars=cand_chars)
+                       candidate_chars=cand_chars, offsets=offsets)

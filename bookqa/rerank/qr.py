@@ -307,9 +307,7 @@ class QRRanker(Reranker):
         ``calibrate`` overrides the ranker's setting for this call. With ``keep_null`` the null
         question's scores are not subtracted: the scores returned are the plain ones and
         ``info["null_scores"]`` holds the null question's (same shape), so one pass serves both."""
-        if self.adapter is not None and self.adapter.applies_to == "question":
-            raise ConfigError(f"the adapter {self.adapter.path} was trained for the question of the cached-chunk "
-                              f"pass only; rank with it through BOOKQA_QR_MODE=cached (the full prompt has no use for it)")
+        self._require_full_prompt_adapter()
         calibrate = self.calibrate if calibrate is None else bool(calibrate)
         heads = list(heads) if heads is not None else list(self.heads.heads)
         span_names = list(spans) if spans is not None else [self.layout.question_span]
@@ -344,6 +342,60 @@ class QRRanker(Reranker):
         timings["total"] = time.perf_counter() - t0
         info["timings"] = timings
         return (scores if spans is not None else scores[0]), info
+
+    def _require_full_prompt_adapter(self) -> None:
+        if self.adapter is not None and self.adapter.applies_to == "question":
+            raise ConfigError(f"the adapter {self.adapter.path} was trained for the question of the cached-chunk "
+                              f"pass only; rank with it through BOOKQA_QR_MODE=cached (the full prompt has no use for it)")
+
+    def token_attention(self, query: str, texts: Sequence[str], prefix: Optional[str] = None) -> list[np.ndarray]:
+        """Where in each text the QR heads look: one read-out of the ranker's prompt over ``texts`` alone, and
+        for each text an array of ``len(text)`` floats, each token's attention from the question rows (the
+        mean over the heads of its summed weight; calibrated like the scores when the ranker calibrates)
+        spread evenly over the token's characters. A span's sum is the share of attention that span drew,
+        so a sentence's sum is scored as a chunk's is. The answer step keeps the sentences that draw the
+        most (bookqa/focus.py)."""
+        self._require_full_prompt_adapter()
+        if not texts:
+            return []
+        by_layer = heads_by_layer(self.heads.heads)
+        span = self.layout.question_span
+        prompt = self.prompt(query, texts, prefix)
+        if self.max_positions and prompt.n_tokens > self.max_positions:
+            raise InputError(f"the focus prompt has {prompt.n_tokens} tokens, more than the model's {self.max_positions}")
+        with self._lock:
+            cache = new_cache(self.model) if self.calibrate else None
+            weights = self._token_weights(prompt, 0, by_layer, cache)
+            if self.calibrate:
+                null = self.prompt(NULL_QUERY, texts, prefix)
+                keep = min(_common_prefix(prompt.input_ids, null.input_ids), prompt.spans[span][0], null.spans[span][0])
+                _crop_cache(cache, keep)
+                # Everything before the question is the same tokens in both prompts, so the candidates'
+                # positions line up and the null question's weights subtract token by token.
+                null_weights = self._token_weights(null, keep, by_layer, cache)
+                end = prompt.candidates[-1][1]
+                weights[:end] -= null_weights[:end]
+        out = []
+        for (a, b), (ca, cb), text in zip(prompt.candidates, prompt.candidate_chars, texts):
+            per_char = np.zeros(len(text), dtype=np.float64)
+            for t in range(a, b):
+                s, e = (int(x) for x in prompt.offsets[t])
+                s, e = max(s, ca) - ca, min(e, cb) - ca
+                if e > s:
+                    per_char[s:e] += weights[t] / (e - s)
+            out.append(per_char)
+        return out
+
+    def _token_weights(self, prompt: BuiltPrompt, start: int, by_layer: dict[int, list[int]], cache) -> np.ndarray:
+        """Each token's attention from the question rows, summed over the heads' layers and averaged over the
+        heads (length ``prompt.n_tokens``)."""
+        import torch
+
+        rows = list(range(*prompt.spans[self.layout.question_span]))
+        ids = torch.tensor([prompt.input_ids[start:]], dtype=torch.long)
+        res = read_out(self.model, ids, by_layer, rows, cache=cache, keep_mean=True)
+        total = sum(m.double().sum(dim=0) for m in res.mean.values()) / max(1, len(self.heads.heads))
+        return total.cpu().numpy()
 
     def _run(self, prompt: BuiltPrompt, start: int, by_layer: dict[int, list[int]], heads: list[tuple[int, int]],
              span_names: list[str], n: int, cache):

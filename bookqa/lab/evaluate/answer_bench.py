@@ -37,7 +37,7 @@ from .datasets.locomo import CATEGORY_NAMES
 
 SEED = 0
 ANSWERS = "answers.jsonl"
-VARIANT_KEYS = ("generator", "model", "base_url", "style", "evidence", "top", "order", "check", "refusal")
+VARIANT_KEYS = ("generator", "model", "base_url", "style", "evidence", "top", "order", "check", "refusal", "keep")
 
 
 @dataclass(frozen=True)
@@ -54,10 +54,12 @@ class Variant:
     order: str = "document"  # the passages' order in the prompt: document | rank (answer.order_evidence)
     check: str = "off"  # citation check (citecheck.py): off | judge | embedder | both
     refusal: str = "off"  # off | example (the prompt also shows a worked "not in the passages" answer)
+    keep: float = 1.0  # share of each passage the generator reads, by the QR heads' attention (focus.py)
 
     @classmethod
     def parse(cls, spec: str) -> "Variant":
-        """``NAME=key:value,key:value`` (keys: generator, model, base_url, style, evidence, top, order, check, refusal)."""
+        """``NAME=key:value,key:value`` (keys: generator, model, base_url, style, evidence, top, order, check, refusal,
+        keep)."""
         name, _, rest = spec.partition("=")
         if not name.strip() or not rest:
             raise ConfigError(f"variant {spec!r} must look like NAME=key:value,... (keys: {', '.join(VARIANT_KEYS)})")
@@ -67,7 +69,11 @@ class Variant:
             key = key.strip()
             if key not in VARIANT_KEYS or not value:
                 raise ConfigError(f"variant {name}: unknown or empty key {key!r} (keys: {', '.join(VARIANT_KEYS)})")
-            values[key] = int(value) if key == "top" else value.strip() if key != "base_url" else value
+            try:
+                values[key] = (int(value) if key == "top" else float(value) if key == "keep"
+                               else value.strip() if key != "base_url" else value)
+            except ValueError:
+                raise ConfigError(f"variant {name}: {key} must be a number, got {value!r}") from None
         variant = cls(name=name.strip(), **values)
         if variant.style not in ANSWER_STYLES or variant.generator not in ("local", "remote") or variant.top < 1:
             raise ConfigError(f"variant {name}: style must be prose or short, generator local or remote, top >= 1")
@@ -77,16 +83,19 @@ class Variant:
             raise ConfigError(f"variant {name}: order must be {' or '.join(EVIDENCE_ORDERS)}")
         if variant.refusal not in ("off", "example"):
             raise ConfigError(f"variant {name}: refusal must be off or example")
+        if not 0.0 < variant.keep <= 1.0:
+            raise ConfigError(f"variant {name}: keep must be above 0 and at most 1")
         return variant
 
     def unchecked(self) -> tuple:
         """What makes the answer's text: a checked variant can reuse the text of an unchecked twin."""
-        return (self.generator, self.model, self.base_url, self.style, self.evidence, self.top, self.order, self.refusal)
+        return (self.generator, self.model, self.base_url, self.style, self.evidence, self.top, self.order, self.refusal,
+                self.keep)
 
     def settings(self, base: Settings) -> Settings:
         return base.replace(generator=self.generator, generator_model=self.model, answer_style=self.style,
                             base_url=self.base_url or None, top_n=self.top, evidence_order=self.order,
-                            refusal_example=self.refusal == "example")
+                            refusal_example=self.refusal == "example", evidence_keep=self.keep)
 
 
 def read_answers(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
@@ -110,13 +119,16 @@ def _rss_mb() -> float:
 
 
 def answer_one(generator, row: dict[str, Any], book, variant: Variant, settings: Settings, checker=None,
-               reuse: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+               reuse: Optional[dict[str, Any]] = None, focus_ranker=None) -> dict[str, Any]:
     """One answer to one stored question, timed from the request to the first token and after it. With
     ``reuse`` (the stored answer of the unchecked twin variant: generation is greedy, so the text is the
-    one this variant would write) only the citations are made again, and checked."""
+    one this variant would write) only the citations are made again, and checked. A variant that keeps
+    part of each passage trims them with ``focus_ranker``'s heads (focus.py)."""
+    from ...focus import attention_trimmer
     from ...pipeline import answer_from, choose_evidence, cite_answer
 
     ranked = row["configs"][variant.evidence]["chunk_ids"]
+    trim = attention_trimmer(focus_ranker, row["question"], variant.keep) if variant.keep < 1.0 else None
     if reuse is not None:
         evidence = choose_evidence(book.chunks, [(int(c), 0.0) for c in ranked], variant.top, variant.order)
         text = reuse["text"]
@@ -131,8 +143,10 @@ def answer_one(generator, row: dict[str, Any], book, variant: Variant, settings:
         drafted = answer_from(generator, row["question"], book.chunks, [(int(c), 0.0) for c in ranked],
                               title=book.title, top_n=variant.top, max_tokens=settings.answer_max_tokens, stream=True,
                               on_token=lambda _p: first or first.append(time.perf_counter()), style=variant.style,
-                              refusal_example=settings.refusal_example, checker=checker, order=variant.order)
-        ttft = (first[0] - t0) if first else drafted.seconds
+                              refusal_example=settings.refusal_example, checker=checker, order=variant.order,
+                              trim=trim)
+        focus = drafted.focus_seconds or 0.0
+        ttft = (first[0] - t0 - focus) if first else drafted.seconds
         text, parsed, evidence = drafted.text, drafted.parsed, drafted.evidence
         prompt_text = "\n".join(m["content"] for m in _messages(row["question"], evidence, book.title, variant.style,
                                                                  settings.refusal_example))
@@ -141,7 +155,10 @@ def answer_one(generator, row: dict[str, Any], book, variant: Variant, settings:
                   "prompt_tokens": generator.count_tokens(prompt_text),
                   "answer_tokens": generator.count_tokens(text) if text else 0,
                   "generator": getattr(generator, "model_id", type(generator).__name__), "rss_mb": round(_rss_mb(), 1)}
-        t0 = t0 + drafted.seconds  # what follows the generation: parsing and checking
+        if trim is not None:
+            answer["focus_seconds"] = round(focus, 4)
+            answer["kept_share"] = round(sum(len(e.text) for e in evidence) / max(1, sum(len(e.chunk.text) for e in evidence)), 4)
+        t0 = t0 + focus + drafted.seconds  # what follows the generation: parsing and checking
     answer.update({"qid": str(row["qid"]), "variant": variant.name, "text": text,
                    "evidence": [int(c) for c in ranked[:variant.top]],
                    "citations": [{k: v for k, v in asdict(c).items() if k != "quote"} for c in parsed.citations],
@@ -186,6 +203,11 @@ class AnswerBench:
             settings = variant.settings(self.settings)
             generator = get_generator(settings)
             checker = citation_checker(settings.replace(citation_check=variant.check), generator)
+            focus_ranker = None
+            if variant.keep < 1.0:
+                from ...rerank.shared import get_reranker
+
+                focus_ranker = get_reranker(settings)
             twins = [t.name for t in self.variants if t.check == "off" and t.unchecked() == variant.unchecked()
                      and variant.check != "off"]
             for i, row in enumerate(todo):
@@ -200,7 +222,8 @@ class AnswerBench:
                 if books[book_id] is None:
                     continue
                 reuse = next((done[str(row["qid"]), t] for t in twins if (str(row["qid"]), t) in done), None)
-                answer = answer_one(generator, row, books[book_id], variant, settings, checker=checker, reuse=reuse)
+                answer = answer_one(generator, row, books[book_id], variant, settings, checker=checker, reuse=reuse,
+                                    focus_ranker=focus_ranker)
                 with open(path, "a", encoding="utf-8") as fh:  # one line per answer: a kill loses one answer
                     fh.write(json.dumps(answer, ensure_ascii=False) + "\n")
                     fh.flush()
@@ -290,6 +313,10 @@ def summarize(rows: Sequence[dict[str, Any]], variants: Sequence[Variant],
         for key in ("prompt_tokens", "answer_tokens", "seconds", "prompt_seconds", "write_seconds"):
             entry[key] = percentiles([float(a[key]) for a in answers])
         entry["rss_mb_max"] = max(a.get("rss_mb", 0.0) for a in answers)
+        focused = [a for a in answers if "focus_seconds" in a]
+        if focused:
+            entry["focus_seconds"] = percentiles([float(a["focus_seconds"]) for a in focused])
+            entry["kept_share"] = sum(float(a["kept_share"]) for a in focused) / len(focused)
         entry["generator"] = answers[0].get("generator")
         if any((r.get("gold") or {}).get("chunk_ids") for r in rows):
             entry["citation_precision"] = {"all": _precision(rows_by_qid, answers, None),
@@ -361,7 +388,9 @@ def _ranker_pairs(rows_by_qid: dict[str, dict], variants: Sequence[Variant], don
 
 
 def _order_note(variant: dict) -> str:
-    return ", rank order" if variant.get("order", "document") == "rank" else ""
+    note = ", rank order" if variant.get("order", "document") == "rank" else ""
+    keep = variant.get("keep", 1.0)
+    return note + (f", {keep:.0%} kept by QR attention" if keep < 1.0 else "")
 
 
 def _ci(entry: Optional[dict], scale: float = 100.0) -> str:
@@ -389,6 +418,12 @@ def render(summary: dict[str, Any]) -> str:
             f"{e['refused'] * 100:.0f}% | {e['with_valid_citation'] * 100:.0f}% | {e['prompt_tokens']['p50']:.0f} | "
             f"{e['prompt_seconds']['p50']:.2f} | {e['write_seconds']['p50']:.2f} | {e['seconds']['p50']:.2f} | "
             f"{e['rss_mb_max']:.0f} |")
+    trimmed = [(n, e) for n, e in variants.items() if e.get("focus_seconds")]
+    if trimmed:
+        lines += ["", "Trimmed passages (the sentences the QR heads attend to most, focus.py): "
+                  + "; ".join(f"{n} kept {e['kept_share'] * 100:.0f}% of the passages' characters, focus read-out "
+                              f"{e['focus_seconds']['p50']:.2f} s p50 (before the generator's read s)" for n, e in trimmed)
+                  + "."]
     if summary.get("paired"):
         lines += ["", f"## Paired against `{summary['baseline']}` (same questions; mean difference in points)", "",
                   "| variant | n | ΔF1 | won / lost | ΔLoCoMo F1 | ΔROUGE-L | Δcitation precision (n) |",

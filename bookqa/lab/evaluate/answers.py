@@ -27,7 +27,7 @@ _MC_SYSTEM_ZH = "你根据给出的编号段落回答关于一本书的选择题
 def mc_messages(question: str, options: dict[str, str], evidence: Sequence[Evidence], title: str = "") -> list[dict]:
     """Chat messages for one multiple-choice question: passages, question, options, "one letter"."""
     chinese = is_chinese(question)
-    passages = "\n\n".join(f"[{e.number}] ({e.chunk.chapter or f'chunk {e.chunk.id}'})\n{e.chunk.text.strip()}"
+    passages = "\n\n".join(f"[{e.number}] ({e.chunk.chapter or f'chunk {e.chunk.id}'})\n{e.text.strip()}"
                            for e in evidence)
     listed = "\n".join(f"{letter}. {text}" for letter, text in options.items())
     choices = ", ".join(options)

@@ -10,7 +10,8 @@
 # DATASETS=locomo-adversarial answers LoCoMo's category 5 (the answer is not in the conversation) from
 # docs/eval/locomo-adversarial (hybrid rankings: docs/eval/locomo-adversarial.sh; today's default there is
 # default-hybrid); the report gives how often each variant says the passages do not hold the answer, or
-# (checked variants) is backed by no passage. refusal:example adds a worked refusal to the prompt.
+# (checked variants) is backed by no passage. refusal:example adds a worked refusal to the prompt. keep:S
+# gives the generator the share S of each passage that the default QR ranker's heads attend to most.
 set -euo pipefail
 
 main() {
@@ -37,6 +38,10 @@ main() {
         [short-1.5b-top10]="style:short,evidence:$D,$B15,top:10"
         [short-1.5b-rank]="style:short,evidence:$D,$B15,order:rank"
         [short-1.5b-top5-both]="style:short,evidence:$D,$B15,top:5,check:both"
+        [short-1.5b-keep50]="style:short,evidence:$D,$B15,keep:0.5"
+        [short-1.5b-keep50-both]="style:short,evidence:$D,$B15,keep:0.5,check:both"
+        [short-1.5b-top5-keep60]="style:short,evidence:$D,$B15,top:5,keep:0.6"
+        [short-1.5b-top5-keep60-both]="style:short,evidence:$D,$B15,top:5,keep:0.6,check:both"
         [default-hybrid]="style:prose,evidence:hybrid"
         [short-1.5b-hybrid]="style:short,evidence:hybrid,$B15"
         [short-1.5b-refusal]="style:short,evidence:$D,$B15,refusal:example"
