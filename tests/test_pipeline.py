@@ -54,6 +54,19 @@ def test_local_path_answers_with_citations(small):
     assert "Pepper" in result.answer or any("Pepper" in e.chunk.text for e in result.evidence)
 
 
+def test_trimmed_passages_are_read_and_cited_whole(small):
+    from bookqa.pipeline import ask
+
+    settings, book = small
+    result = ask(book, "What was the name of Marta's cat?", settings.replace(evidence_keep=0.5))
+    assert "focus" in result.timings
+    for e in result.evidence:
+        assert e.shown is not None and len(e.shown) <= len(e.chunk.text)
+    _check_citations(result, book)  # citations still resolve to the whole chunks and their sentences
+    shown = [row.get("shown") for row in result.to_json()["evidence"]]
+    assert shown == [e.shown for e in result.evidence]
+
+
 def test_empty_question_is_refused(small):
     from bookqa.pipeline import ask
 
