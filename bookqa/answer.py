@@ -73,16 +73,32 @@ class ParsedAnswer:
     checked_by: str = ""  # the citation checker that set each citation's ``supported`` ("" = none)
 
 
-EVIDENCE_ORDERS = ("document", "rank")
+EVIDENCE_ORDERS = ("auto", "document", "rank")
+
+
+def evidence_order_for(order: str, kind: str) -> str:
+    """What ``order`` means for a book of ``kind``: ``auto`` is document order for a transcript, where the
+    order of the passages is the order of time that its questions ask about (when, before, after), and rank
+    order for any other book (novels were answered better with the best passage first, but the citation
+    check let more wrong answers pass; so document order stays the default)."""
+    if order not in EVIDENCE_ORDERS:
+        from .errors import ConfigError
+
+        raise ConfigError(f"evidence_order must be one of {', '.join(EVIDENCE_ORDERS)}, got {order!r}")
+    if order != "auto":
+        return order
+    return "document" if kind == "transcript" else "rank"
 
 
 def order_evidence(ranked: Sequence[Evidence], order: str = "document") -> list[Evidence]:
     """The chosen passages (best first) renumbered 1..n in ``order``: ``document`` (as they appear in the
-    book) or ``rank`` (the reranker's best first)."""
-    if order not in EVIDENCE_ORDERS:
+    book) or ``rank`` (the reranker's best first); ``auto`` must first be resolved for the book
+    (:func:`evidence_order_for`)."""
+    if order not in EVIDENCE_ORDERS[1:]:
         from .errors import ConfigError
 
-        raise ConfigError(f"evidence_order must be {' or '.join(EVIDENCE_ORDERS)}, got {order!r}")
+        raise ConfigError(f"the passages' order must be document or rank, got {order!r}"
+                          + (" (resolve auto with evidence_order_for)" if order == "auto" else ""))
     if order == "document":
         return evidence_in_document_order(ranked)
     return [replace(e, number=i) for i, e in enumerate(sorted(ranked, key=lambda e: e.rank), 1)]

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 from .answer import (Citation, Evidence, ParsedAnswer, annotate, answer_tokens, attribute_uncited, backed_by,
-                     build_messages, is_chinese, order_evidence, is_refusal, parse_citations)
+                     build_messages, evidence_order_for, is_chinese, order_evidence, is_refusal, parse_citations)
 from .chunk import Chunk
 from .errors import InputError
 from .progress import Progress, no_progress
@@ -287,6 +287,7 @@ def ask(book: Book, question: str, settings: Optional[Settings] = None, *, k: Op
                           location=chunks[cid].location, snippet=_snippet(chunks[cid].text))
               for i, (cid, score) in enumerate(order, 1)]
 
+    evidence_order = evidence_order_for(settings.evidence_order, book.kind)
     trim = None
     if settings.evidence_keep < 1.0:
         if rerank:
@@ -298,7 +299,7 @@ def ask(book: Book, question: str, settings: Optional[Settings] = None, *, k: Op
     drafted = answer_from(generator, question, chunks, [(r.chunk_id, r.score) for r in ranked], title=book.title,
                           top_n=top_n, max_tokens=settings.answer_max_tokens, stream=True, on_token=on_token,
                           style=settings.answer_style, refusal_example=settings.refusal_example,
-                          checker=citation_checker(settings, generator), order=settings.evidence_order, trim=trim)
+                          checker=citation_checker(settings, generator), order=evidence_order, trim=trim)
     answer, evidence, parsed = drafted.text, drafted.evidence, drafted.parsed
     if drafted.focus_seconds is not None:
         timings["focus"] = drafted.focus_seconds
@@ -331,6 +332,6 @@ def ask(book: Book, question: str, settings: Optional[Settings] = None, *, k: Op
         evidence=evidence, ranked=ranked, prefix=prefix_text, prefix_summaries=prefix_used, timings=timings,
         warnings=warnings,
         info={"candidates": len(candidates), "method": method, "reranked": rerank, "qr_mode": qr_mode,
-              "answer_style": settings.answer_style, "refused": refused, "backed": backed,
+              "answer_style": settings.answer_style, "evidence_order": evidence_order, "refused": refused, "backed": backed,
               "citation_check": parsed.checked_by or "off",
               "generator": getattr(generator, "model_id", type(generator).__name__)})

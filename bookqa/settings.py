@@ -111,7 +111,7 @@ class Settings(EnvSettings):
     embed_window_overlap: int = 32  # tokens shared by the windows of a chunk longer than the embedder reads
     query_threads: int = 1  # torch threads while embedding a query (0 = unchanged); see retrieve/dense.py
     top_n: int = 3  # reranked chunks handed to the generator
-    evidence_order: str = "document"  # order of the passages in the answer prompt: document (as in the book) | rank (the reranker's best first)
+    evidence_order: str = "document"  # order of the passages in the answer prompt: document (as in the book) | rank (the reranker's best first) | auto (document for a transcript, whose order is time; rank for other books)
     evidence_keep: float = 1.0  # share of each passage the generator reads: below 1 keeps the sentences the QR heads attend to most (focus.py), 1 the whole passage
     answer_max_tokens: int = 256  # longest answer the generator may write
     citation_check: str = "auto"  # whether each citation's passage is checked to support its sentence (citecheck.py): off | judge (the generator answers yes/no) | embedder (sentence similarity) | both (the two must agree) | auto (both, or embedder alone when the generator is too small to judge)
@@ -163,7 +163,7 @@ class Settings(EnvSettings):
         from .answer import ANSWER_STYLES, EVIDENCE_ORDERS  # defined where the prompt is built
 
         if self.evidence_order not in EVIDENCE_ORDERS:
-            raise ConfigError(f"evidence_order must be {' or '.join(EVIDENCE_ORDERS)}, got {self.evidence_order!r}")
+            raise ConfigError(f"evidence_order must be one of {', '.join(EVIDENCE_ORDERS)}, got {self.evidence_order!r}")
         if not 0.0 < self.evidence_keep <= 1.0:
             raise ConfigError(f"evidence_keep must be above 0 and at most 1, got {self.evidence_keep}")
         if self.answer_style not in ANSWER_STYLES:

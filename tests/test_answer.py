@@ -345,3 +345,18 @@ def test_ask_warns_when_no_passage_backs_the_answer(tmp_path, monkeypatch):
     assert any("no passage that backs this answer" in w for w in unbacked.warnings)
     assert not any("no passage that backs" in w for w in backed.warnings + refused.warnings)
     assert backed.info["backed"] is True and backed.citations[0].supported
+
+
+def test_auto_evidence_order_follows_the_kind_of_book():
+    import pytest
+
+    from bookqa.answer import evidence_order_for, order_evidence
+    from bookqa.errors import ConfigError
+
+    assert evidence_order_for("auto", "transcript") == "document"
+    assert evidence_order_for("auto", "novel") == "rank"
+    assert evidence_order_for("document", "novel") == "document" and evidence_order_for("rank", "transcript") == "rank"
+    with pytest.raises(ConfigError):
+        evidence_order_for("shuffled", "novel")
+    with pytest.raises(ConfigError, match="evidence_order_for"):
+        order_evidence([], "auto")

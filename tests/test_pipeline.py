@@ -48,6 +48,7 @@ def test_local_path_answers_with_citations(small):
     assert result.answer and "".join(streamed).strip() == result.answer
     _check_citations(result, book)
     assert [e.number for e in result.evidence] == [1, 2]
+    assert result.info["evidence_order"] == "document"
     assert [e.chunk.start for e in result.evidence] == sorted(e.chunk.start for e in result.evidence)
     assert len(result.ranked) == min(6, len(book.chunks)) and result.ranked[0].rank == 1
     assert {"search", "rerank", "generate", "cite", "total"} <= set(result.timings)

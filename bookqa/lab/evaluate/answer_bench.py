@@ -51,7 +51,7 @@ class Variant:
     style: str = "short"
     evidence: str = "qr_trained_refine"  # the stored configuration whose ranking supplies the passages
     top: int = 3
-    order: str = "document"  # the passages' order in the prompt: document | rank (answer.order_evidence)
+    order: str = "document"  # the passages' order in the prompt: document | rank | auto (by the book's kind: answer.evidence_order_for)
     check: str = "off"  # citation check (citecheck.py): off | judge | embedder | both
     refusal: str = "off"  # off | example (the prompt also shows a worked "not in the passages" answer)
     keep: float = 1.0  # share of each passage the generator reads, by the QR heads' attention (focus.py)
@@ -80,7 +80,7 @@ class Variant:
         if variant.check not in CHECKERS:
             raise ConfigError(f"variant {name}: check must be one of {', '.join(CHECKERS)}")
         if variant.order not in EVIDENCE_ORDERS:
-            raise ConfigError(f"variant {name}: order must be {' or '.join(EVIDENCE_ORDERS)}")
+            raise ConfigError(f"variant {name}: order must be one of {', '.join(EVIDENCE_ORDERS)}")
         if variant.refusal not in ("off", "example"):
             raise ConfigError(f"variant {name}: refusal must be off or example")
         if not 0.0 < variant.keep <= 1.0:
@@ -124,13 +124,15 @@ def answer_one(generator, row: dict[str, Any], book, variant: Variant, settings:
     ``reuse`` (the stored answer of the unchecked twin variant: generation is greedy, so the text is the
     one this variant would write) only the citations are made again, and checked. A variant that keeps
     part of each passage trims them with ``focus_ranker``'s heads (focus.py)."""
+    from ...answer import evidence_order_for
     from ...focus import attention_trimmer
     from ...pipeline import answer_from, choose_evidence, cite_answer
 
     ranked = row["configs"][variant.evidence]["chunk_ids"]
+    order = evidence_order_for(variant.order, book.kind)
     trim = attention_trimmer(focus_ranker, row["question"], variant.keep) if variant.keep < 1.0 else None
     if reuse is not None:
-        evidence = choose_evidence(book.chunks, [(int(c), 0.0) for c in ranked], variant.top, variant.order)
+        evidence = choose_evidence(book.chunks, [(int(c), 0.0) for c in ranked], variant.top, order)
         text = reuse["text"]
         t0 = time.perf_counter()
         parsed = cite_answer(text, evidence, row["question"], style=variant.style, checker=checker)
@@ -143,7 +145,7 @@ def answer_one(generator, row: dict[str, Any], book, variant: Variant, settings:
         drafted = answer_from(generator, row["question"], book.chunks, [(int(c), 0.0) for c in ranked],
                               title=book.title, top_n=variant.top, max_tokens=settings.answer_max_tokens, stream=True,
                               on_token=lambda _p: first or first.append(time.perf_counter()), style=variant.style,
-                              refusal_example=settings.refusal_example, checker=checker, order=variant.order,
+                              refusal_example=settings.refusal_example, checker=checker, order=order,
                               trim=trim)
         focus = drafted.focus_seconds or 0.0
         ttft = (first[0] - t0 - focus) if first else drafted.seconds
@@ -388,7 +390,8 @@ def _ranker_pairs(rows_by_qid: dict[str, dict], variants: Sequence[Variant], don
 
 
 def _order_note(variant: dict) -> str:
-    note = ", rank order" if variant.get("order", "document") == "rank" else ""
+    order = variant.get("order", "document")
+    note = f", {order} order" if order != "document" else ""
     keep = variant.get("keep", 1.0)
     return note + (f", {keep:.0%} kept by QR attention" if keep < 1.0 else "")
 

@@ -37,6 +37,7 @@ main() {
         [short-1.5b-top5]="style:short,evidence:$D,$B15,top:5"
         [short-1.5b-top10]="style:short,evidence:$D,$B15,top:10"
         [short-1.5b-rank]="style:short,evidence:$D,$B15,order:rank"
+        [short-1.5b-rank-both]="style:short,evidence:$D,$B15,order:rank,check:both"
         [short-1.5b-top5-both]="style:short,evidence:$D,$B15,top:5,check:both"
         [short-1.5b-keep50]="style:short,evidence:$D,$B15,keep:0.5"
         [short-1.5b-keep50-both]="style:short,evidence:$D,$B15,keep:0.5,check:both"
