@@ -167,3 +167,21 @@ def test_rerankers_are_paired_with_the_twin_that_reads_the_first_variants_eviden
     f1 = s["rankers"][0]["f1"]
     assert f1["n"] == 2 and f1["mean"] == pytest.approx(0.25) and (f1["won"], f1["lost"]) == (1, 0)
     assert "Rerankers judged downstream" in render(s)
+
+
+def test_evidence_changes_are_paired_with_the_plain_twin():
+    rows = [_row("a", [1]), _row("b", [2])]
+    done = {}
+    for name, (fa, fb) in {"base": (0.0, 0.0), "plain": (0.5, 0.5), "rank": (1.0, 0.5), "trim": (0.0, 0.5),
+                           "trim-prose": (1.0, 1.0)}.items():
+        done["a", name], done["b", name] = _answer("a", name, fa, []), _answer("b", name, fb, [])
+    variants = [Variant(name="base", style="prose"), Variant(name="plain"), Variant(name="rank", order="rank"),
+                Variant(name="trim", keep=0.5, top=5),
+                Variant(name="trim-prose", keep=0.5, style="prose", model="other")]  # no plain twin: unpaired
+    s = summarize(rows, variants, done)
+    got = {(r["with"], r["against"]): r for r in s["evidence_changes"]}
+    assert set(got) == {("rank", "plain"), ("trim", "plain")}
+    assert got["rank", "plain"]["changed"] == {"order": "rank"}
+    assert got["trim", "plain"]["changed"] == {"keep": 0.5, "top": 5}
+    assert got["rank", "plain"]["f1"]["mean"] == pytest.approx(0.25) and got["trim", "plain"]["f1"]["mean"] == pytest.approx(-0.25)
+    assert "Evidence given another way" in render(s)

@@ -352,6 +352,7 @@ def summarize(rows: Sequence[dict[str, Any]], variants: Sequence[Variant],
                 pair["citation_precision"] = _paired(precision)
             out["paired"][v.name] = pair
         out["rankers"] = _ranker_pairs(rows_by_qid, variants, done)
+        out["evidence_changes"] = _evidence_pairs(rows_by_qid, variants, done)
     return out
 
 
@@ -386,6 +387,28 @@ def _ranker_pairs(rows_by_qid: dict[str, dict], variants: Sequence[Variant], don
                 pair = _f1_pair(done, v.name, w.name, rows_by_qid)
                 if pair:
                     out.append({"with": v.name, "against": w.name, "evidence": [reference, w.evidence], "f1": pair})
+    return out
+
+
+# How the passages are given, each against the plain form (the book's order, whole passages, three).
+_PLAIN_EVIDENCE = {"order": "document", "keep": 1.0, "top": 3}
+
+
+def _evidence_pairs(rows_by_qid: dict[str, dict], variants: Sequence[Variant], done: dict) -> list[dict[str, Any]]:
+    """Evidence changes judged on the same answers' footing: each unchecked variant that gives the passages
+    in another order, trimmed or in another number, paired with its twin that differs only in giving them
+    plainly (the book's order, whole, three)."""
+    out = []
+    for w in variants:
+        changed = {k: getattr(w, k) for k, plain in _PLAIN_EVIDENCE.items() if getattr(w, k) != plain}
+        if w.check != "off" or not changed:
+            continue
+        plain = replace(w, **_PLAIN_EVIDENCE)
+        for v in variants:
+            if v.check == "off" and v.name != w.name and replace(v, name=plain.name) == plain:
+                pair = _f1_pair(done, w.name, v.name, rows_by_qid)
+                if pair:
+                    out.append({"with": w.name, "against": v.name, "changed": changed, "f1": pair})
     return out
 
 
@@ -444,6 +467,15 @@ def render(summary: dict[str, Any]) -> str:
             f1 = r["f1"]
             lines.append(f"| {r['with']} | {r['against']} | {r['evidence'][0]} − {r['evidence'][1]} | {f1['n']} | "
                          f"{_ci(f1)} | {f1['won']} / {f1['lost']} |")
+    if summary.get("evidence_changes"):
+        lines += ["", "## Evidence given another way (against the same variant with three whole passages in the "
+                  "book's order; paired ΔF1 in points)", "",
+                  "| variant | against | changed | n | ΔF1 | won / lost |", "|---|---|---|---|---|---|"]
+        for r in summary["evidence_changes"]:
+            f1 = r["f1"]
+            changed = ", ".join(f"{k} {v}" for k, v in r["changed"].items())
+            lines.append(f"| {r['with']} | {r['against']} | {changed} | {f1['n']} | {_ci(f1)} | "
+                         f"{f1['won']} / {f1['lost']} |")
     cats = [(n, e) for n, e in variants.items() if e.get("locomo_by_category")]
     if cats:
         labels = sorted({label for _, e in cats for label in e["locomo_by_category"]})

@@ -10,7 +10,7 @@
 # DATASETS=locomo-adversarial answers LoCoMo's category 5 (the answer is not in the conversation) from
 # docs/eval/locomo-adversarial (hybrid rankings: docs/eval/locomo-adversarial.sh; today's default there is
 # default-hybrid); the report gives how often each variant says the passages do not hold the answer, or
-# (checked variants) is backed by no passage. refusal:example adds a worked refusal to the prompt. keep:S
+# (checked variants) is backed by no passage. REPORT_ONLY=1 rewrites the reports from the stored answers. refusal:example adds a worked refusal to the prompt. keep:S
 # gives the generator the share S of each passage that the default QR ranker's heads attend to most.
 set -euo pipefail
 
@@ -75,6 +75,7 @@ main() {
         done
         local only=()
         [ "$ds" = locomo-adversarial ] && only=(--category 5)
+        [ -n "${REPORT_ONLY:-}" ] && only+=(--report-only)
         .venv/bin/python -m bookqa eval-answers docs/eval/$ds --out docs/eval/answers/$ds "${only[@]}" "${args[@]}"
     done
 }
