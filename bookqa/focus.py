@@ -41,7 +41,8 @@ def passage_units(text: str) -> list[tuple[int, int]]:
 
     units = []
     for line in _LINE.finditer(text):
-        pieces = [(0, len(line.group()))] if speaker_line(line.group()) else split_sentences(line.group())
+        whole = speaker_line(line.group()) or _is_header(line.group())
+        pieces = [(0, len(line.group()))] if whole else split_sentences(line.group())
         for s, e in pieces:
             piece = line.group()[s:e]
             lead = len(piece) - len(piece.lstrip())
@@ -52,14 +53,25 @@ def passage_units(text: str) -> list[tuple[int, int]]:
 
 
 def _is_header(piece: str) -> bool:
+    """A transcript's session header ("Session 2 — 7:00 pm on 9 May, 2023"); a line of prose that happens to
+    begin with "Session 4" ends as a sentence does."""
     from .ingest.transcript import session_header
 
-    return session_header(piece) is not None
+    piece = piece.strip()
+    return len(piece) <= 120 and not piece.endswith((".", "!", "?")) and session_header(piece) is not None
+
+
+def _whole_line(text: str, start: int, end: int) -> bool:
+    """Whether the unit [start, end) is its whole line (a header is a line, not a sentence inside one)."""
+    line_end = text.find("\n", end)
+    line = text[text.rfind("\n", 0, start) + 1:len(text) if line_end < 0 else line_end]
+    return line.strip() == text[start:end]
 
 
 def focus_text(text: str, weights: np.ndarray, keep: float) -> str:
-    """``text`` cut to the units that draw the most attention (``weights``: one float per character) until
-    ``keep`` of its characters are kept; dropped runs become one ``…``. ``keep`` 1 returns the text."""
+    """``text`` cut to the units that draw the most attention (``weights``: one float per character), best
+    first, until at least ``keep`` of its characters are kept (the unit that crosses the share is kept
+    whole); dropped runs become one ``…``. ``keep`` 1 returns the text."""
     keep = check_keep(keep)
     units = passage_units(text)
     if keep >= 1.0 or len(units) <= 1:
@@ -67,7 +79,7 @@ def focus_text(text: str, weights: np.ndarray, keep: float) -> str:
     if len(weights) != len(text):
         raise ValueError(f"{len(weights)} weights for a text of {len(text)} characters")
     mass = [float(weights[s:e].sum()) for s, e in units]
-    headers = {i for i, (s, e) in enumerate(units) if _is_header(text[s:e])}
+    headers = {i for i, (s, e) in enumerate(units) if _whole_line(text, s, e) and _is_header(text[s:e])}
     budget = keep * sum(e - s for i, (s, e) in enumerate(units) if i not in headers)  # headers come free
     chosen = set(headers)
     kept = 0
@@ -84,7 +96,7 @@ def focus_text(text: str, weights: np.ndarray, keep: float) -> str:
         s, e = units[i]
         if previous is None:
             if i > 0:
-                pieces.append(GAP + " ")
+                pieces.append(f"{GAP}\n" if "\n" in text[units[i - 1][1]:s] else f"{GAP} ")
         elif i == previous + 1:
             pieces.append(text[units[previous][1]:s])  # the original blank between neighbours
         else:

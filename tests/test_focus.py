@@ -64,6 +64,8 @@ def test_passage_units_follow_lines_and_sentences():
     text = "Session 2 — 7:00 pm on 9 May, 2023\nAda: I rode to the village. It rained.\nFelix: Good!"
     units = [text[s:e] for s, e in passage_units(text)]
     assert units == ["Session 2 — 7:00 pm on 9 May, 2023", "Ada: I rode to the village. It rained.", "Felix: Good!"]
+    dotted = "=== Session 3 (7:00 p.m. on 9 May 2023) ===\nAda: Hi."
+    assert [dotted[s:e] for s, e in passage_units(dotted)] == ["=== Session 3 (7:00 p.m. on 9 May 2023) ===", "Ada: Hi."]
     prose = "  The whale rose. Silas Thorne was the captain.  \n\nMara wrote a letter. "
     assert [prose[s:e] for s, e in passage_units(prose)] == ["The whale rose.", "Silas Thorne was the captain.",
                                                             "Mara wrote a letter."]
@@ -95,6 +97,11 @@ def test_focus_text_keeps_session_headers_and_neighbours_blanks():
     w = _weights_on(text, "Ada: I rode to the village.") + _weights_on(text, "Felix: Good!", 0.9)
     out = focus_text(text, w, 0.6)  # the header is kept free; 0.6 of the utterances: the two most attended
     assert out == "Session 2 — 7:00 pm on 9 May, 2023\nAda: I rode to the village.\nFelix: Good!\n" + GAP
+    # A sentence that merely begins like a header is no header; a gap across lines is marked on its own line.
+    story = "Ada rode home.\nSession 4 was long. The whale rose."
+    assert focus_text(story, _weights_on(story, "The whale rose."), 0.3) == f"{GAP} The whale rose."
+    lines = "Ada rode home. It rained.\nThe whale rose."
+    assert focus_text(lines, _weights_on(lines, "The whale rose."), 0.3) == f"{GAP}\nThe whale rose."
 
 
 def test_trimmed_evidence_is_what_the_generator_reads(settings):

@@ -130,7 +130,9 @@ def answer_one(generator, row: dict[str, Any], book, variant: Variant, settings:
 
     ranked = row["configs"][variant.evidence]["chunk_ids"]
     order = evidence_order_for(variant.order, book.kind)
-    trim = attention_trimmer(focus_ranker, row["question"], variant.keep) if variant.keep < 1.0 else None
+    if variant.keep < 1.0 and focus_ranker is None and reuse is None:
+        raise ConfigError(f"variant {variant.name} keeps part of each passage: it needs the QR ranker whose heads choose it")
+    trim = attention_trimmer(focus_ranker, row["question"], variant.keep) if variant.keep < 1.0 and reuse is None else None
     if reuse is not None:
         evidence = choose_evidence(book.chunks, [(int(c), 0.0) for c in ranked], variant.top, order)
         text = reuse["text"]
@@ -139,6 +141,7 @@ def answer_one(generator, row: dict[str, Any], book, variant: Variant, settings:
         answer = {k: reuse[k] for k in ("seconds", "prompt_seconds", "write_seconds", "prompt_tokens", "answer_tokens",
                                         "generator", "rss_mb")}
         answer["reused_from"] = reuse["variant"]
+        answer.update({k: reuse[k] for k in ("focus_seconds", "kept_share") if k in reuse})
     else:
         first: list[float] = []
         t0 = time.perf_counter()
