@@ -35,20 +35,25 @@ def check_keep(keep: float) -> float:
 
 def passage_units(text: str) -> list[tuple[int, int]]:
     """Character spans of the units a passage is trimmed by: its lines, each cut into sentences unless it
-    is a speaker's utterance (kept whole, so what is said keeps who said it), with the surrounding blanks
-    left out."""
+    is a speaker's utterance or a session header (kept whole, so what is said keeps who said it), with the
+    surrounding blanks left out."""
+    return [(s, e) for s, e, _ in _units(text)]
+
+
+def _units(text: str) -> list[tuple[int, int, bool]]:
+    """:func:`passage_units` with, for each unit, whether it is a session header line."""
     from .ingest.transcript import speaker_line
 
     units = []
     for line in _LINE.finditer(text):
-        whole = speaker_line(line.group()) or _is_header(line.group())
-        pieces = [(0, len(line.group()))] if whole else split_sentences(line.group())
+        header = _is_header(line.group())
+        pieces = [(0, len(line.group()))] if header or speaker_line(line.group()) else split_sentences(line.group())
         for s, e in pieces:
             piece = line.group()[s:e]
             lead = len(piece) - len(piece.lstrip())
             trail = len(piece) - len(piece.rstrip())
             if e - s - lead - trail > 0:
-                units.append((line.start() + s + lead, line.start() + e - trail))
+                units.append((line.start() + s + lead, line.start() + e - trail, header))
     return units
 
 
@@ -61,25 +66,19 @@ def _is_header(piece: str) -> bool:
     return len(piece) <= 120 and not piece.endswith((".", "!", "?")) and session_header(piece) is not None
 
 
-def _whole_line(text: str, start: int, end: int) -> bool:
-    """Whether the unit [start, end) is its whole line (a header is a line, not a sentence inside one)."""
-    line_end = text.find("\n", end)
-    line = text[text.rfind("\n", 0, start) + 1:len(text) if line_end < 0 else line_end]
-    return line.strip() == text[start:end]
-
-
 def focus_text(text: str, weights: np.ndarray, keep: float) -> str:
     """``text`` cut to the units that draw the most attention (``weights``: one float per character), best
     first, until at least ``keep`` of its characters are kept (the unit that crosses the share is kept
     whole); dropped runs become one ``…``. ``keep`` 1 returns the text."""
     keep = check_keep(keep)
-    units = passage_units(text)
-    if keep >= 1.0 or len(units) <= 1:
+    flagged = _units(text)
+    if keep >= 1.0 or len(flagged) <= 1:
         return text
     if len(weights) != len(text):
         raise ValueError(f"{len(weights)} weights for a text of {len(text)} characters")
+    units = [(s, e) for s, e, _ in flagged]
     mass = [float(weights[s:e].sum()) for s, e in units]
-    headers = {i for i, (s, e) in enumerate(units) if _whole_line(text, s, e) and _is_header(text[s:e])}
+    headers = {i for i, (_, _, header) in enumerate(flagged) if header}
     budget = keep * sum(e - s for i, (s, e) in enumerate(units) if i not in headers)  # headers come free
     chosen = set(headers)
     kept = 0

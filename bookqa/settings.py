@@ -164,8 +164,9 @@ class Settings(EnvSettings):
 
         if self.evidence_order not in EVIDENCE_ORDERS:
             raise ConfigError(f"evidence_order must be one of {', '.join(EVIDENCE_ORDERS)}, got {self.evidence_order!r}")
-        if not 0.0 < self.evidence_keep <= 1.0:
-            raise ConfigError(f"evidence_keep must be above 0 and at most 1, got {self.evidence_keep}")
+        from .focus import check_keep
+
+        check_keep(self.evidence_keep)
         if self.answer_style not in ANSWER_STYLES:
             raise ConfigError(f"answer_style must be {' or '.join(ANSWER_STYLES)}, got {self.answer_style!r}")
         if self.summaries not in ("llm", "extractive", "none"):

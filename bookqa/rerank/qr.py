@@ -328,8 +328,7 @@ class QRRanker(Reranker):
             timings = {"prompt": t1 - t0, "forward": res.seconds}
             if calibrate:
                 null = self.prompt(NULL_QUERY, texts, prefix)
-                keep = min([_common_prefix(prompt.input_ids, null.input_ids)]
-                           + [prompt.spans[s][0] for s in span_names] + [null.spans[s][0] for s in span_names])
+                keep = _reusable_prefix(prompt, null, span_names)
                 _crop_cache(cache, keep)  # the KV of everything before the question is reused as is
                 null_scores, res0 = self._run(null, keep, by_layer, heads, span_names, n, cache)
                 if keep_null:
@@ -368,7 +367,7 @@ class QRRanker(Reranker):
             weights = self._token_weights(prompt, 0, by_layer, cache)
             if self.calibrate:
                 null = self.prompt(NULL_QUERY, texts, prefix)
-                keep = min(_common_prefix(prompt.input_ids, null.input_ids), prompt.spans[span][0], null.spans[span][0])
+                keep = _reusable_prefix(prompt, null, [span])
                 _crop_cache(cache, keep)
                 # Everything before the question is the same tokens in both prompts, so the candidates'
                 # positions line up and the null question's weights subtract token by token.
@@ -501,6 +500,13 @@ def _crop_cache(cache, keep: int) -> None:
     extra = cache.get_seq_length() - keep
     if extra > 0:
         cache.crop(-extra)  # transformers 5: a negative count removes that many trailing tokens
+
+
+def _reusable_prefix(prompt: BuiltPrompt, null: BuiltPrompt, span_names: Sequence[str]) -> int:
+    """How many leading tokens the null question's prompt shares with ``prompt`` before either question span
+    starts: their cached keys/values serve both read-outs."""
+    return min([_common_prefix(prompt.input_ids, null.input_ids)]
+               + [prompt.spans[s][0] for s in span_names] + [null.spans[s][0] for s in span_names])
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

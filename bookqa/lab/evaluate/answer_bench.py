@@ -130,9 +130,11 @@ def answer_one(generator, row: dict[str, Any], book, variant: Variant, settings:
 
     ranked = row["configs"][variant.evidence]["chunk_ids"]
     order = evidence_order_for(variant.order, book.kind)
-    if variant.keep < 1.0 and focus_ranker is None and reuse is None:
-        raise ConfigError(f"variant {variant.name} keeps part of each passage: it needs the QR ranker whose heads choose it")
-    trim = attention_trimmer(focus_ranker, row["question"], variant.keep) if variant.keep < 1.0 and reuse is None else None
+    trim = None  # a reused answer's text was written from its twin's trimmed passages already
+    if reuse is None and variant.keep < 1.0:
+        if focus_ranker is None:
+            raise ConfigError(f"variant {variant.name} keeps part of each passage: it needs the QR ranker whose heads choose it")
+        trim = attention_trimmer(focus_ranker, row["question"], variant.keep)
     if reuse is not None:
         evidence = choose_evidence(book.chunks, [(int(c), 0.0) for c in ranked], variant.top, order)
         text = reuse["text"]
